@@ -1,0 +1,88 @@
+"""Typed settings, read once from the environment by the entry points.
+
+Nothing here runs at import time: `Settings.from_env()` is called by `service.wsgi`,
+`worker.celery_app`, `migrations/env.py` and the launchers, and the result is passed down.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(name: str) -> AliasChoices:
+    """Accept the bare variable name and the GRADTRACE_-prefixed one."""
+    return AliasChoices(name, f"GRADTRACE_{name}")
+
+
+class Settings(BaseSettings):
+    """Every knob of the service, API and worker alike, with safe defaults.
+
+    The defaults are the embedded mode: SQLite and a broker on a separate SQLite file,
+    all under `state_dir`, so `make run` needs no server.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="GRADTRACE_", extra="ignore", frozen=True, populate_by_name=True)
+
+    state_dir: Path = Field(Path(".gradtrace"), validation_alias=_env("STATE_DIR"))
+    database_url: str = Field("", validation_alias=_env("DATABASE_URL"))
+    broker_url: str = Field("", validation_alias=AliasChoices(
+        "CELERY_BROKER_URL", "REDIS_URL", "GRADTRACE_BROKER_URL"))
+    storage_dir: Path | None = Field(None, validation_alias=_env("STORAGE_DIR"))
+    token_pepper: str = Field("gradtrace-dev-pepper", validation_alias=_env("TOKEN_PEPPER"))
+    port: int = Field(8000, validation_alias=AliasChoices("PORT", "GRADTRACE_PORT"))
+    debug: bool = False
+
+    # Worker behaviour.
+    metrics_flush_seconds: float = 0.25
+    metrics_flush_rows: int = 500
+    checkpoint_interval_s: float = 30.0
+    lease_ttl_s: float = 60.0
+    heartbeat_s: float = 5.0
+    max_attempts: int = 3
+    max_runtime_s: float = 24 * 3600.0
+    blas_threads: int = 1
+
+    # Request and resource limits (each is refused with an error naming it).
+    max_request_bytes: int = 32 * 1024 * 1024
+    max_dataset_cells: int = 20_000_000
+    max_layers: int = 32
+    max_units: int = 4096
+    max_parameters: int = 10_000_000
+    max_epochs: int = 100_000
+    max_batch_size: int = 65_536
+    max_cost: float = 1e13
+    max_active_jobs_per_user: int = 20
+    max_storage_bytes_per_user: int = 2 * 1024**3
+    max_metric_points: int = 1_000_000
+
+    # Fault injection for the reliability suite: "" or "after_commit_before_publish".
+    fault_injection: str = ""
+
+    @model_validator(mode="after")
+    def _fill_embedded_defaults(self) -> "Settings":
+        state = self.state_dir.resolve()
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{state / 'gradtrace.db'}")
+        if not self.broker_url:
+            object.__setattr__(self, "broker_url", f"sqla+sqlite:///{state / 'broker.db'}")
+        if self.storage_dir is None:
+            object.__setattr__(self, "storage_dir", state / "storage")
+        return self
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        """Read the environment once; keyword overrides win (tests use them)."""
+        return cls(**overrides)
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url.startswith("sqla+")
+
+    def ensure_dirs(self) -> None:
+        """Create the state and storage folders the defaults point into."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        assert self.storage_dir is not None
+        self.storage_dir.mkdir(parents=True, exist_ok=True)
