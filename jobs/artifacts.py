@@ -1,0 +1,33 @@
+"""Checkpoints and final models: binary engine state stored on the job, fenced by lease."""
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from jobs.lease import Lease, fenced
+from jobs.metric_writer import LeaseLost, insert_ignoring_duplicates
+from jobs.models import Artifact, Job, utcnow
+
+CHECKPOINT = "checkpoint"
+MODEL = "model"
+
+
+def save_artifact(session: Session, lease: Lease, *, kind: str, epoch: int, data: bytes) -> None:
+    """Replace the job's `kind` artifact, only while `lease` is still held."""
+    held = session.execute(update(Job).where(fenced(lease)).values(epoch=epoch)
+                           .execution_options(synchronize_session=False))
+    if held.rowcount != 1:
+        raise LeaseLost(lease.job_id)
+    existing = session.get(Artifact, (lease.job_id, kind))
+    if existing is None:
+        insert_ignoring_duplicates(session, Artifact, [{
+            "job_id": lease.job_id, "kind": kind, "epoch": epoch,
+            "lease_epoch": lease.epoch, "data": data, "created_at": utcnow()}])
+    else:
+        existing.epoch, existing.lease_epoch, existing.data = epoch, lease.epoch, data
+        existing.created_at = utcnow()
+
+
+def load_artifact(session: Session, job_id: str, kind: str) -> Artifact | None:
+    return session.scalar(select(Artifact).where(Artifact.job_id == job_id,
+                                                 Artifact.kind == kind))

@@ -1,0 +1,70 @@
+"""Users and bearer tokens. Tokens are random; only a peppered SHA-256 is stored."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from jobs.clock import aware
+from jobs.errors import InvalidInput, NotFound, Unauthorized
+from jobs.models import Token, User, utcnow
+
+TOKEN_PREFIX = "gt_"
+
+
+def hash_token(token: str, pepper: str) -> str:
+    return hmac.new(pepper.encode(), token.encode(), hashlib.sha256).hexdigest()
+
+
+def get_or_create_user(session: Session, name: str, *, is_admin: bool = False) -> User:
+    if not name or len(name) > 100 or not name.isprintable():
+        raise InvalidInput("user name must be 1 to 100 printable characters", [("name", "invalid")])
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        user = User(name=name, is_admin=is_admin)
+        session.add(user)
+        session.flush()
+    elif is_admin and not user.is_admin:
+        user.is_admin = True
+    return user
+
+
+def issue_token(session: Session, user: User, pepper: str, *, label: str = "",
+                expires_in: timedelta | None = None) -> tuple[Token, str]:
+    """Create a token for `user`; returns the row and the secret (shown once)."""
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires_at = datetime.now(timezone.utc) + expires_in if expires_in else None
+    row = Token(user_id=user.id, token_hash=hash_token(secret, pepper), label=label,
+                expires_at=expires_at)
+    session.add(row)
+    session.flush()
+    return row, secret
+
+
+def revoke_token(session: Session, token_id: str) -> Token:
+    row = session.get(Token, token_id)
+    if row is None:
+        raise NotFound(f"token {token_id} does not exist")
+    row.revoked_at = row.revoked_at or utcnow()
+    return row
+
+
+def authenticate(session: Session, secret: str, pepper: str) -> User:
+    """Return the token's user, or raise Unauthorized for unknown, revoked or expired."""
+    # The lookup is by hash, so timing does not reveal a prefix of a stored secret;
+    # compare_digest guards the final equality as well.
+    digest = hash_token(secret, pepper)
+    row = session.scalar(select(Token).where(Token.token_hash == digest))
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
+        raise Unauthorized("invalid or unknown token")
+    if row.revoked_at is not None:
+        raise Unauthorized("token has been revoked")
+    if row.expires_at is not None and aware(row.expires_at) <= datetime.now(timezone.utc):
+        raise Unauthorized("token has expired")
+    return session.get(User, row.user_id)
+
+

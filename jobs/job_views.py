@@ -1,0 +1,32 @@
+"""JSON-ready views of jobs, shared by the API and the CLI."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from jobs.clock import aware
+from jobs.models import Job
+
+
+def iso(moment: datetime | None) -> str | None:
+    moment = aware(moment)
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def job_to_dict(job: Job) -> dict:
+    return {
+        "id": job.id,
+        "name": job.name,
+        "dataset_id": job.dataset_id,
+        "status": job.status,
+        "spec": job.spec,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "progress": {"epoch": job.epoch, "epochs": job.epochs},
+        "error": job.error,
+        "summary": job.summary,
+        "manifest": job.manifest,
+        "attempts": job.attempts,
+        "worker": job.lease_owner,
+        "cancel_requested": job.cancel_requested,
+    }

@@ -1,0 +1,117 @@
+"""The network: layer shapes, one flat parameter vector, and the forward/backward passes.
+
+Notation (docs/backprop.md): a⁰ = X (batch, n_in); for l = 1..L,
+zˡ = aˡ⁻¹ Wˡ + bˡ and aˡ = fˡ(zˡ), with Wˡ of shape (fan_in, fan_out) and bˡ (fan_out,).
+δˡ = ∂L/∂zˡ (batch, fan_out); ∂L/∂Wˡ = aˡ⁻¹ᵀ δˡ, ∂L/∂bˡ = 1ᵀ δˡ and
+δˡ⁻¹ = (δˡ Wˡᵀ) ⊙ fˡ⁻¹'(zˡ⁻¹).
+"""
+import numpy as np
+
+from .activations import ACTIVATIONS, DERIVATIVES, NEEDS_Z
+from .initializers import resolve_init
+
+
+class Network:
+    """Layer sizes and activations, and all parameters in one flat array.
+
+    The flat layout is [W¹, b¹, W², b², ...]; ``W[l]`` and ``b[l]`` are views into it,
+    so an optimizer updates every layer in one whole-array operation.
+    """
+
+    def __init__(self, n_in, activations, units, alphas, dtype):
+        self.sizes = [int(n_in)] + [int(u) for u in units]
+        self.activations = list(activations)
+        self.alphas = [float(a) for a in alphas]
+        self.dtype = np.dtype(dtype)
+        self.bounds = []  # (start of W, start of b, end of b) per layer
+        start = 0
+        for fi, fo in zip(self.sizes[:-1], self.sizes[1:]):
+            self.bounds.append((start, start + fi * fo, start + fi * fo + fo))
+            start += fi * fo + fo
+        self.n_params = start
+        # Segment starts for per-tensor norms of a flat vector: W¹, b¹, W², b², ...
+        self.segments = np.array([s for w, b, _ in self.bounds for s in (w, b)], dtype=np.intp)
+        self.params = np.zeros(self.n_params, self.dtype)
+        self.W, self.b = self.views(self.params)
+
+    @property
+    def depth(self):
+        return len(self.activations)
+
+    def views(self, flat):
+        """Return lists of per-layer (fan_in, fan_out) and (fan_out,) views into ``flat``."""
+        Ws, bs = [], []
+        for (w, b, e), fi, fo in zip(self.bounds, self.sizes[:-1], self.sizes[1:]):
+            Ws.append(flat[w:b].reshape(fi, fo))
+            bs.append(flat[b:e])
+        return Ws, bs
+
+    def initialise(self, rng, init):
+        """Draw weights (in float64, then cast, so both dtypes see the same draws); zero biases."""
+        for W, b, act, fi, fo in zip(self.W, self.b, self.activations, self.sizes[:-1], self.sizes[1:]):
+            W[...] = resolve_init(init, act)(rng, fi, fo)
+            b[...] = 0.0
+
+
+class Workspace:
+    """Preallocated per-batch-size buffers for one forward and backward pass.
+
+    ``z[l]``/``a[l]`` are (m, units) for layer l+1; ``a[l] is z[l]`` when the activation
+    can run in place (its derivative reads only the output). The output layer and
+    ``keep_z`` (for traces) keep z apart. All δ buffers share one flat array so their
+    norms take one reduction.
+    """
+
+    def __init__(self, net, m, keep_z=False):
+        self.m = m
+        last = net.depth - 1
+        self.z, self.a = [], []
+        for l, (act, fo) in enumerate(zip(net.activations, net.sizes[1:])):
+            z = np.empty((m, fo), net.dtype)
+            apart = keep_z or l == last or act in NEEDS_Z
+            self.z.append(z)
+            self.a.append(np.empty_like(z) if apart else z)
+        sizes = [m * fo for fo in net.sizes[1:]]
+        self.delta_flat = np.empty(sum(sizes), net.dtype)
+        self.delta_segments = np.cumsum([0] + sizes[:-1]).astype(np.intp)
+        self.delta = [self.delta_flat[s:s + n].reshape(m, -1)
+                      for s, n in zip(self.delta_segments, sizes)]
+        self.ones = np.ones(m, net.dtype)
+
+
+def forward(net, ws, x):
+    """Run the forward pass of the (m, n_in) batch ``x``; return the output aᴸ (m, units)."""
+    a = x
+    for l, (W, b, act) in enumerate(zip(net.W, net.b, net.activations)):
+        z = ws.z[l]
+        np.matmul(a, W, out=z)
+        z += b
+        a = ws.a[l]
+        ACTIVATIONS[act](z, a, net.alphas[l])
+    return a
+
+
+def backward(net, ws, x, y, loss_delta, loss_params, scale, gW, gb):
+    """Back-propagate from the output; write scale·∂L_sum/∂Wˡ, ∂L_sum/∂bˡ into ``gW``, ``gb``.
+
+    ``loss_delta`` is a LOSSES entry's delta function; ``scale`` is 1/m (times the
+    learning rate when the optimizer folds it in). ``ws`` must hold the forward pass.
+    """
+    L = net.depth
+    out_act, out_alpha = net.activations[-1], net.alphas[-1]
+
+    def d_out(delta, z, a):
+        DERIVATIVES[out_act](delta, z, a, out_alpha)
+
+    delta = ws.delta[-1]
+    loss_delta(ws.z[-1], ws.a[-1], y, loss_params, delta, scale, d_out)
+    for l in range(L - 1, -1, -1):
+        a_prev = ws.a[l - 1] if l > 0 else x
+        np.matmul(a_prev.T, delta, out=gW[l])
+        # 1ᵀδ as a matrix-vector product: BLAS beats a column sum here.
+        np.matmul(ws.ones, delta, out=gb[l])
+        if l > 0:
+            prev = ws.delta[l - 1]
+            np.matmul(delta, net.W[l].T, out=prev)
+            DERIVATIVES[net.activations[l - 1]](prev, ws.z[l - 1], ws.a[l - 1], net.alphas[l - 1])
+            delta = prev

@@ -1,0 +1,317 @@
+"""Minibatch training: the epoch loop, one step, early stopping, checkpoints.
+
+A stop requested through ``should_stop`` is honoured before any minibatch; the state
+then saved holds the batch position, the RNG state from the start of the epoch (so
+the same permutation is redrawn on resume) and the epoch's partial accumulators, so
+resuming mid-epoch is bit-identical to never stopping (docs/engine.md, "Checkpoints").
+"""
+import math
+import time
+
+import numpy as np
+
+from . import checkpoint
+from .errors import DivergenceError, SpecError
+from .losses import LOSSES
+from .model import EVAL_CHUNK, Model, predict_labels
+from .network import Network, Workspace, backward, forward
+from .optimizers import OPTIMIZERS, load_optimizer_state
+from .records import EpochRecord, FitResult, LayerRecord
+from .schedules import SCHEDULES
+from .spec import validate_spec
+from .data_split import prepare_data
+from .telemetry import EpochTelemetry, make_record, segment_sq_norms
+
+# Below this many parameters, per-tensor norms use one multiply + reduceat (fewer
+# numpy calls); above it, one BLAS dot per tensor (one read of memory, no writes).
+SMALL_NETWORK = 1 << 16
+
+
+class Trainer:
+    """Train the network described by a validated spec on X (n, d) and y."""
+
+    def __init__(self, spec, X, y, *, n_classes=None, X_val=None, y_val=None):
+        self._setup(spec, X, y, n_classes, X_val, y_val)
+        self.net.initialise(self._init_rng, self.spec["network"]["init"])
+
+    @classmethod
+    def from_state(cls, spec, X, y, state, *, n_classes=None, X_val=None, y_val=None):
+        """Rebuild a trainer from ``state_bytes()`` output, on the same spec and data."""
+        self = cls.__new__(cls)
+        self._setup(spec, X, y, n_classes, X_val, y_val)
+        self._load(state)
+        return self
+
+    def _setup(self, spec, X, y, n_classes, X_val, y_val):
+        self.spec = spec = validate_spec(spec)
+        t = spec["training"]
+        if not isinstance(t["seed"], int):
+            raise SpecError([("training.seed", "training needs an integer seed")])
+        self.dtype = np.dtype(t["dtype"])
+        self.n_classes = n_classes
+        data = prepare_data(spec, X, y, n_classes, X_val, y_val, self.dtype)
+        self.X, self.T, self.labels, self.Xv, self.Tv, self.labels_v, self.squeeze, init_ss, shuffle_ss = data
+        layers = spec["network"]["layers"]
+        self.net = Network(self.X.shape[1], [l["activation"] for l in layers], [l["units"] for l in layers],
+                           [l.get("alpha", 0.0) for l in layers], self.dtype)
+        self._init_rng = np.random.Generator(np.random.PCG64(init_ss))
+        self.rng = np.random.Generator(np.random.PCG64(shuffle_ss))
+        self._check_early_stopping()
+        opt = spec["optimizer"]
+        self.optimizer = OPTIMIZERS[opt["name"]](opt, self.net.n_params, self.dtype)
+        self.grads = np.zeros(self.net.n_params, self.dtype)
+        self.gW, self.gb = self.net.views(self.grads)
+        self.telemetry = EpochTelemetry(self.net)
+        self._loss_value, self._loss_delta = LOSSES[spec["loss"]["name"]]
+        self._workspaces = {}
+        L = self.net.depth
+        self._gsq, self._wsq, self._usq = (np.zeros(2 * L, self.dtype) for _ in range(3))
+        self._dsq = np.zeros(L, self.dtype)
+        self._scratch = np.empty(self.net.n_params, self.dtype) if self.net.n_params <= SMALL_NETWORK else None
+        n = len(self.X)
+        if t["shuffle"]:
+            self._Xp, self._Tp = np.empty_like(self.X), np.empty_like(self.T)
+            self._Lp = None if self.labels is None else np.empty_like(self.labels)
+        else:
+            self._Xp, self._Tp, self._Lp = self.X, self.T, self.labels
+        self._perm = np.arange(n)
+        self.epoch, self.pos, self._in_epoch, self._finished = 0, 0, False, False
+        self._epoch_rng_state = None
+        self._loss_sum, self._n_seen, self._correct, self._elapsed = 0.0, 0, 0, 0.0
+        self._best_value = self._best_epoch = self._best_val_loss = None
+        self._wait, self._early_stopped, self._last_record = 0, False, None
+        es = t["early_stopping"]
+        self._best_params = np.empty_like(self.net.params) if es and es["restore_best"] else None
+
+    def _check_early_stopping(self):
+        es = self.spec["training"]["early_stopping"]
+        if es is None:
+            return
+        if es["monitor"].startswith("val_") and self.Xv is None:
+            raise SpecError([("training.early_stopping.monitor",
+                              f"monitors {es['monitor']} but there is no validation data; set training.validation_split > 0")])
+        if es["monitor"] == "val_accuracy" and self.n_classes is None:
+            raise SpecError([("training.early_stopping.monitor", "val_accuracy needs a classification dataset")])
+
+    # ---- the training loop -------------------------------------------------------
+
+    def fit(self, on_epoch=None, should_stop=None):
+        """Train until the last epoch, early stopping, or ``should_stop()`` returning True."""
+        with np.errstate(all="ignore"):  # non-finite values are caught explicitly per step
+            while not self._finished:
+                if not self._in_epoch:
+                    self._begin_epoch()
+                started = time.perf_counter()
+                lr = self.learning_rate()
+                stopped = self._run_batches(lr, should_stop)
+                self._elapsed += time.perf_counter() - started
+                if stopped:
+                    return self._result(stopped=True)
+                record = self._end_epoch(lr)
+                if record is not None:
+                    self._last_record = record
+                    if on_epoch is not None:
+                        on_epoch(record)
+        return self._result(stopped=False)
+
+    def learning_rate(self):
+        """Return the scheduled learning rate of the current (0-based ``epoch``) epoch."""
+        opt = self.spec["optimizer"]
+        return SCHEDULES[opt["schedule"]["name"]](opt["learning_rate"], self.epoch, opt["schedule"])
+
+    def _begin_epoch(self):
+        self._epoch_rng_state = self.rng.bit_generator.state
+        self._draw_order()
+        self.telemetry.reset()
+        self._loss_sum, self._n_seen, self._correct, self._elapsed = 0.0, 0, 0, 0.0
+        self.pos, self._in_epoch = 0, True
+
+    def _draw_order(self):
+        """Draw the epoch's permutation and gather the rows once into reused buffers."""
+        if not self.spec["training"]["shuffle"]:
+            return
+        perm = self.rng.permutation(len(self.X))
+        # mode="clip" skips the bounds-check pass; perm is in range by construction.
+        np.take(self.X, perm, axis=0, out=self._Xp, mode="clip")
+        np.take(self.T, perm, axis=0, out=self._Tp, mode="clip")
+        if self._Lp is not None:
+            np.take(self.labels, perm, axis=0, out=self._Lp, mode="clip")
+
+    def _telemetry_on(self):
+        # Per-step telemetry only in epochs that may be recorded: every recorded
+        # epoch, the last, and every epoch when early stopping may end the run.
+        e, t = self.epoch + 1, self.spec["training"]
+        return (t["early_stopping"] is not None or e % self.spec["record"]["every_epochs"] == 0
+                or e == t["epochs"])
+
+    def _run_batches(self, lr, should_stop):
+        fold = lr if (self.optimizer.folds_lr and lr > 0) else 1.0
+        telem, n, B, step = self._telemetry_on(), len(self.X), self.spec["training"]["batch_size"], self._step
+        while self.pos < n:
+            if should_stop is not None and should_stop():
+                return True
+            hi = min(self.pos + B, n)
+            step(self.pos, hi, lr, fold, telem)
+            self.pos = hi
+        return False
+
+    def _workspace(self, m):
+        ws = self._workspaces.get(m)
+        if ws is None:
+            ws = self._workspaces[m] = Workspace(self.net, m)
+        return ws
+
+    def _step(self, lo, hi, lr, fold, telem):
+        """One minibatch: forward, loss, backward, checks, telemetry, optimizer update."""
+        net, m, tel = self.net, hi - lo, self.telemetry
+        ws, x, t = self._workspace(m), self._Xp[lo:hi], self._Tp[lo:hi]
+        out = forward(net, ws, x)
+        loss = self._loss_value(ws.z[-1], out, t, self.spec["loss"])
+        backward(net, ws, x, t, self._loss_delta, self.spec["loss"], fold / m, self.gW, self.gb)
+        gsq = segment_sq_norms(self.grads, net.segments, self._gsq, self._scratch)
+        total = float(gsq.sum())
+        if not (math.isfinite(loss) and math.isfinite(total)):
+            self._diverged(loss, gsq)
+        self._loss_sum += loss * m
+        self._n_seen += m
+        if self._Lp is not None:
+            self._correct += int(np.count_nonzero(predict_labels(out) == self._Lp[lo:hi]))
+        if telem:
+            # Gradients carry the fold factor (lr for SGD); norms divide it back out.
+            tel.grad += np.sqrt(gsq) / fold
+            dsq = segment_sq_norms(ws.delta_flat, ws.delta_segments, self._dsq)
+            tel.delta += np.sqrt(dsq * m) / fold  # stored δ is fold·δᵢ/m; see docs/engine.md
+            tel.add_activations(ws)
+            segment_sq_norms(net.params, net.segments, self._wsq, self._scratch)
+            tel.steps += 1
+        clip = self.spec["training"]["gradient_clip_norm"]
+        if clip is not None and math.sqrt(total) / fold > clip:
+            self.grads *= clip / (math.sqrt(total) / fold)
+        u, s = self.optimizer.step(net.params, self.grads, lr)
+        if telem:
+            usq = segment_sq_norms(u, net.segments, self._usq, self._scratch)
+            w = np.maximum(self._wsq[0::2], np.finfo(self.dtype).tiny)
+            tel.ratio += np.sqrt(usq[0::2] / w) * abs(s)
+
+    def _diverged(self, loss, gsq):
+        layer = None
+        for l in range(self.net.depth - 1, -1, -1):  # the order the backward pass ran
+            if not (np.isfinite(gsq[2 * l]) and np.isfinite(gsq[2 * l + 1])):
+                layer = l + 1
+                break
+        if not math.isfinite(loss):
+            raise DivergenceError(self.epoch + 1, "loss", str(loss), layer)
+        bad = gsq[2 * layer - 2:2 * layer]
+        raise DivergenceError(self.epoch + 1, "gradient", "nan" if np.isnan(bad).any() else "inf", layer)
+
+    # ---- epoch end, early stopping -------------------------------------------------
+
+    def _end_epoch(self, lr):
+        t = self.spec["training"]
+        self.epoch += 1
+        self._in_epoch, self.pos = False, 0
+        recorded = self.epoch % self.spec["record"]["every_epochs"] == 0 or self.epoch == t["epochs"]
+        es = t["early_stopping"]
+        val_loss = val_acc = None
+        if self.Xv is not None and (recorded or es is not None):
+            val_loss, val_acc = self.evaluate(self.Xv, self.Tv, self.labels_v)
+        train_loss = self._loss_sum / max(self._n_seen, 1)
+        train_acc = None if self.labels is None else self._correct / max(self._n_seen, 1)
+        stop = self._track_best({"val_loss": val_loss, "val_accuracy": val_acc, "train_loss": train_loss}, val_loss)
+        record = None
+        if recorded or stop:
+            wsq = segment_sq_norms(self.net.params, self.net.segments, self._wsq, self._scratch)
+            record = make_record(self.epoch, train_loss, val_loss, train_acc, val_acc, lr,
+                                 self._elapsed, self.telemetry.layer_records(wsq))
+        if stop or self.epoch == t["epochs"]:
+            self._early_stopped = stop
+            self._finished = True
+            if self._best_params is not None and self._best_epoch is not None:
+                np.copyto(self.net.params, self._best_params)
+        return record
+
+    def _track_best(self, metrics, val_loss):
+        """Update the best epoch; return True when early stopping should end training."""
+        es = self.spec["training"]["early_stopping"]
+        if es is None:
+            if val_loss is not None and (self._best_val_loss is None or val_loss < self._best_val_loss):
+                self._best_epoch, self._best_val_loss = self.epoch, val_loss
+            return False
+        value, best = metrics[es["monitor"]], self._best_value
+        if es["monitor"] == "val_accuracy":
+            improved = best is None or value > best + es["min_delta"]
+        else:
+            improved = best is None or value < best - es["min_delta"]
+        if improved:
+            self._best_value, self._best_epoch, self._best_val_loss = value, self.epoch, val_loss
+            self._wait = 0
+            if self._best_params is not None:
+                np.copyto(self._best_params, self.net.params)
+            return False
+        self._wait += 1
+        return self._wait >= es["patience"]
+
+    def evaluate(self, X, T, labels):
+        """Return (mean loss, accuracy or None) of the current weights on prepared data."""
+        total, correct = 0.0, 0
+        for lo in range(0, len(X), EVAL_CHUNK):
+            x, t = X[lo:lo + EVAL_CHUNK], T[lo:lo + EVAL_CHUNK]
+            ws = self._workspace(len(x))
+            out = forward(self.net, ws, x)
+            total += self._loss_value(ws.z[-1], out, t, self.spec["loss"]) * len(x)
+            if labels is not None:
+                correct += int(np.count_nonzero(predict_labels(out) == labels[lo:lo + EVAL_CHUNK]))
+        n = max(len(X), 1)
+        return total / n, (None if labels is None else correct / n)
+
+    def _result(self, stopped):
+        return FitResult(epochs_run=self.epoch, stopped=stopped, early_stopped=self._early_stopped,
+                         best_epoch=self._best_epoch, best_val_loss=self._best_val_loss,
+                         final=self._last_record)
+
+    def model(self):
+        """Return a Model holding a copy of the current weights."""
+        net = self.net
+        return Model(list(zip(net.W, net.b)), net.activations, net.alphas, self.spec["loss"],
+                     self.n_classes, self.squeeze)
+
+    # ---- checkpoints -----------------------------------------------------------------
+
+    def state_bytes(self):
+        """Serialise the complete training state to npz bytes (no pickle)."""
+        arrays = {"params": self.net.params, **self.telemetry.arrays()}
+        arrays.update({f"opt_{k}": v for k, v in self.optimizer.state().items()})
+        if self._best_params is not None:
+            arrays["best_params"] = self._best_params
+        rng_state = self._epoch_rng_state if self._in_epoch else self.rng.bit_generator.state
+        meta = {"format": "gradtrace.trainer/1", "spec": self.spec, "epoch": self.epoch, "pos": self.pos,
+                "in_epoch": self._in_epoch, "finished": self._finished, "rng": rng_state,
+                "loss_sum": self._loss_sum, "n_seen": self._n_seen, "correct": self._correct,
+                "elapsed": self._elapsed, "best_value": self._best_value, "best_epoch": self._best_epoch,
+                "best_val_loss": self._best_val_loss, "wait": self._wait, "early_stopped": self._early_stopped,
+                "last_record": None if self._last_record is None else self._last_record.to_dict()}
+        return checkpoint.pack(arrays, meta)
+
+    def _load(self, state):
+        arrays, meta = checkpoint.unpack(state)
+        if meta.get("format") != "gradtrace.trainer/1":
+            raise ValueError("not a gradtrace trainer checkpoint")
+        if meta["spec"] != self.spec:
+            raise ValueError("the checkpoint was written for a different spec")
+        np.copyto(self.net.params, arrays["params"])
+        load_optimizer_state(self.optimizer, {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")})
+        self.telemetry.load(arrays)
+        if self._best_params is not None:
+            np.copyto(self._best_params, arrays["best_params"])
+        for key in ("epoch", "pos", "loss_sum", "n_seen", "correct", "elapsed", "best_value",
+                    "best_epoch", "best_val_loss", "wait"):
+            setattr(self, key if key in ("epoch", "pos") else f"_{key}", meta[key])
+        self._in_epoch, self._finished, self._early_stopped = meta["in_epoch"], meta["finished"], meta["early_stopped"]
+        self.rng.bit_generator.state = meta["rng"]
+        if self._in_epoch:
+            self._epoch_rng_state = meta["rng"]
+            self._draw_order()  # redraws the same permutation and leaves the RNG where it was
+        last = meta["last_record"]
+        if last is not None:
+            last["layers"] = [LayerRecord(**r) for r in last["layers"]]
+            self._last_record = EpochRecord(**last)

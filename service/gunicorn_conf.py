@@ -1,0 +1,37 @@
+"""Gunicorn settings for the gradtrace API (`gunicorn --config service/gunicorn_conf.py service.wsgi:app`).
+
+Loaded by gunicorn as a plain Python file, not imported as part of the `service` package; in the
+image it sits alone in /app/service/ (no __init__.py there), so it must not import project code.
+Everything here can still be overridden with GUNICORN_CMD_ARGS, e.g. "--workers=4".
+"""
+import os
+
+# Listen on every interface inside the container; compose publishes ${GRADTRACE_PORT}:8000.
+bind = f"0.0.0.0:{int(os.environ.get('PORT', '8000'))}"
+
+# Threaded workers: a server-sent-event stream holds one thread for as long as the client
+# listens, so each process keeps many threads. 2 x 16 = 32 concurrent requests/streams.
+worker_class = "gthread"
+workers = 2
+threads = 16
+
+# `timeout` is the worker heartbeat; a gthread worker's main loop keeps beating while its
+# threads hold open streams, so long SSE connections are not killed by it.
+timeout = 60
+# On SIGTERM, in-flight requests get this long before the workers are killed (compose gives the
+# api container stop_grace_period: 30s, so this fits inside it).
+graceful_timeout = 20
+keepalive = 5
+
+# Heartbeat files on tmpfs: a slow or full disk must not make the arbiter kill workers.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+# Logs to stdout/stderr for `docker compose logs`. The default access_log_format is kept on
+# purpose: it logs no request headers, so an `Authorization: Bearer ...` token never reaches
+# the log. Do not add %({authorization}i)s or similar.
+accesslog = "-"
+errorlog = "-"
+loglevel = "info"
+
+# forwarded_allow_ips keeps gunicorn's default (127.0.0.1 / FORWARDED_ALLOW_IPS): only a proxy
+# on the same host is trusted to set X-Forwarded-* headers.

@@ -1,0 +1,26 @@
+"""One database session per request, closed at teardown; views commit explicitly."""
+from __future__ import annotations
+
+from flask import Flask, current_app, g
+from sqlalchemy.orm import Session
+
+from jobs.db import make_engine, make_sessionmaker
+
+
+def init_db(app: Flask) -> None:
+    engine = make_engine(app.config["GRADTRACE"].database_url)
+    app.extensions["gradtrace_engine"] = engine
+    app.extensions["gradtrace_sessions"] = make_sessionmaker(engine)
+    app.teardown_appcontext(_close_session)
+
+
+def db() -> Session:
+    if "db_session" not in g:
+        g.db_session = current_app.extensions["gradtrace_sessions"]()
+    return g.db_session
+
+
+def _close_session(_exc) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()

@@ -1,0 +1,33 @@
+"""Factories shared by the test packages: specs, users with tokens, datasets, jobs."""
+from __future__ import annotations
+
+import copy
+
+from jobs.auth import get_or_create_user, issue_token
+from jobs.db import session_scope
+
+XOR_SPEC = {
+    "network": {"layers": [{"units": 4, "activation": "tanh"},
+                           {"units": 1, "activation": "sigmoid"}]},
+    "loss": "binary_cross_entropy",
+    "optimizer": {"name": "sgd", "learning_rate": 0.5},
+    "training": {"epochs": 300, "batch_size": 4, "seed": 0},
+}
+
+
+def xor_job(dataset_id: str, **overrides) -> dict:
+    """A JSON body for POST /v1/jobs training XOR; `training` keys may be overridden."""
+    body = {"dataset_id": dataset_id, "name": "xor", **copy.deepcopy(XOR_SPEC)}
+    body["training"].update(overrides)
+    return body
+
+
+def make_token(factory, pepper: str, name: str, *, admin: bool = False) -> str:
+    with session_scope(factory) as session:
+        user = get_or_create_user(session, name, is_admin=admin)
+        _, secret = issue_token(session, user, pepper)
+    return secret
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}

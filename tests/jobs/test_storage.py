@@ -1,0 +1,108 @@
+"""BlobStore: content-addressed dataset blobs and keyed artefacts on the filesystem."""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from jobs.storage import BlobStore, CorruptBlob
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_put_lays_out_by_hash_prefix_and_reads_back(store):
+    data = b"hello arrays"
+    path = store.put(sha(data), data)
+    assert path == store.root / "datasets" / sha(data)[:2] / f"{sha(data)}.npz"
+    assert store.exists(sha(data))
+    assert store.read(sha(data)) == data
+    with store.open(sha(data)) as f:
+        assert f.read() == data
+
+
+def test_put_leaves_no_temporary_files(store):
+    data = b"x" * 1000
+    store.put(sha(data), data)
+    assert os.listdir(store.path(sha(data)).parent) == [f"{sha(data)}.npz"]
+
+
+def test_put_does_not_rewrite_an_existing_blob(store):
+    data = b"same content"
+    path = store.put(sha(data), data)
+    os.utime(path, (1_000_000, 1_000_000))
+    store.put(sha(data), data)
+    assert path.stat().st_mtime == 1_000_000
+
+
+def test_put_refuses_data_that_does_not_match_the_hash(store):
+    with pytest.raises(ValueError):
+        store.put(sha(b"a"), b"b")
+    assert not store.exists(sha(b"a"))
+
+
+def test_read_detects_a_corrupted_blob(store):
+    data = b"original"
+    store.put(sha(data), data).write_bytes(b"tampered")
+    with pytest.raises(CorruptBlob):
+        store.read(sha(data))
+
+
+def test_missing_blob(store):
+    missing = sha(b"never stored")
+    assert not store.exists(missing)
+    with pytest.raises(FileNotFoundError):
+        store.read(missing)
+    assert store.delete(missing) is False
+
+
+def test_delete(store):
+    data = b"to delete"
+    store.put(sha(data), data)
+    assert store.delete(sha(data)) is True
+    assert not store.exists(sha(data))
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "../" + "a" * 61, "A" * 64, "g" * 64, None])
+def test_bad_hashes_are_refused(store, bad):
+    with pytest.raises(ValueError):
+        store.path(bad)
+
+
+def test_keyed_files_round_trip_and_replace(store):
+    path = store.put_file("checkpoints", "job-1.v2_final", b"one")
+    assert path == store.root / "checkpoints" / "job-1.v2_final"
+    store.put_file("checkpoints", "job-1.v2_final", b"two")
+    assert store.read_file("checkpoints", "job-1.v2_final") == b"two"
+    assert store.delete_file("checkpoints", "job-1.v2_final") is True
+    assert store.delete_file("checkpoints", "job-1.v2_final") is False
+    with pytest.raises(FileNotFoundError):
+        store.read_file("checkpoints", "job-1.v2_final")
+
+
+@pytest.mark.parametrize("key", ["", ".", "..", "../x", "a/b", "a\\b", ".hidden", "x\x00",
+                                 "é", "a" * 201])
+def test_unsafe_keys_are_refused(store, key):
+    with pytest.raises(ValueError):
+        store.put_file("checkpoints", key, b"x")
+    assert not store.root.exists()  # refused before anything was created
+
+
+@pytest.mark.parametrize("kind", ["", "..", "a/b", "Checkpoints", "datasets"])
+def test_unsafe_or_reserved_kinds_are_refused(store, kind):
+    with pytest.raises(ValueError):
+        store.put_file(kind, "key", b"x")
+    assert not store.root.exists()
+
+
+def test_failed_write_removes_its_temporary_file(store, monkeypatch):
+    def boom(fd):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError):
+        store.put_file("checkpoints", "k", b"data")
+    folder = store.root / "checkpoints"
+    assert list(folder.iterdir()) == []
