@@ -9,7 +9,6 @@ from __future__ import annotations
 from jobs.settings import Settings
 
 RUN_JOB_TASK = "gradtrace.run_job"
-QUEUE = "gradtrace"
 # kombu's SQL transport polls once a second by default; 0.2 s keeps `make run` snappy.
 EMBEDDED_POLLING_S = 0.2
 
@@ -39,7 +38,8 @@ def celery_config(settings: Settings) -> dict:
         "accept_content": ["json"],
         # The job row is the result store.
         "task_ignore_result": True,
-        "task_default_queue": QUEUE,
+        # One queue per deployment (tests give each run its own on a shared Redis).
+        "task_default_queue": settings.queue,
         # Acknowledge after the task returns, and requeue if the worker dies mid-task:
         # at-least-once delivery; the claim on the job row makes repeats harmless.
         "task_acks_late": True,

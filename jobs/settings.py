@@ -32,6 +32,7 @@ class Settings(BaseSettings):
         "CELERY_BROKER_URL", "REDIS_URL", "GRADTRACE_BROKER_URL"))
     storage_dir: Path | None = Field(None, validation_alias=_env("STORAGE_DIR"))
     token_pepper: str = Field("gradtrace-dev-pepper", validation_alias=_env("TOKEN_PEPPER"))
+    queue: str = Field("gradtrace", validation_alias=_env("QUEUE"), pattern=r"^[A-Za-z0-9_.-]{1,100}$")
     port: int = Field(8000, validation_alias=AliasChoices("PORT", "GRADTRACE_PORT"))
     debug: bool = False
 

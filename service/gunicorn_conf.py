@@ -26,6 +26,10 @@ keepalive = 5
 # Heartbeat files on tmpfs: a slow or full disk must not make the arbiter kill workers.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
+# gunicorn >= 25.1 opens a control socket under $HOME/.gunicorn/ by default. In the container
+# HOME (/app) is read-only and nothing uses `gunicornc`, so do not open one.
+control_socket_disable = True
+
 # Logs to stdout/stderr for `docker compose logs`. The default access_log_format is kept on
 # purpose: it logs no request headers, so an `Authorization: Bearer ...` token never reaches
 # the log. Do not add %({authorization}i)s or similar.

@@ -206,7 +206,8 @@ class Harness:
         service = self.services[name]
         env = {
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "HOME": os.environ.get("HOME", str(self.tmp)),
+            # The container user's home; never the real one of whoever runs the tests.
+            "HOME": str(self.tmp / "containers" / instance / "home"),
             "LANG": "C.UTF-8",
             # Like the wheel installed in the image: the project's packages are regular packages
             # on sys.path (the editable install's meta-path finder would lose against the
@@ -218,6 +219,7 @@ class Harness:
         for key, value in list(env.items()):
             env[key] = self._local_path(self._local_url(value), service, instance)
         env.update(extra)
+        Path(env["HOME"]).mkdir(parents=True, exist_ok=True)
         return env
 
     def workdir(self, instance: str) -> Path:
@@ -410,6 +412,7 @@ def test_compose_services_run_as_local_processes(tmp_path, smoke_db, smoke_redis
         assert not missing, ("job responses carry no `worker` field, so the test cannot tell "
                              f"which worker ran them: {missing}")
         workers = {j["worker"] for j in jobs}
+        print(f"jobs per worker: { {w: sum(j['worker'] == w for j in jobs) for w in workers} }")
         assert len(workers) >= 2, f"all {N_JOBS} jobs ran on one worker: {workers}"
         for worker in workers:
             assert any(host in worker for host in WORKER_HOSTS), \

@@ -15,7 +15,7 @@ from jobs.db import make_engine, make_sessionmaker
 from jobs.settings import Settings
 from tests.factories import make_token
 from tests.integration.services import (HttpServer, WorkerProcess, fresh_postgres_database,
-                                        migrate, redis_url)
+                                        migrate, redis_url, unique_queue)
 
 REDIS_DB = 11
 
@@ -46,6 +46,7 @@ def _env_for(settings: Settings) -> dict:
             "GRADTRACE_STATE_DIR": str(settings.state_dir),
             "GRADTRACE_STORAGE_DIR": str(settings.storage_dir),
             "GRADTRACE_TOKEN_PEPPER": settings.token_pepper,
+            "GRADTRACE_QUEUE": settings.queue,
             "GRADTRACE_HEARTBEAT_S": str(settings.heartbeat_s),
             "GRADTRACE_LEASE_TTL_S": str(settings.lease_ttl_s),
             "GRADTRACE_CHECKPOINT_INTERVAL_S": str(settings.checkpoint_interval_s)}
@@ -64,7 +65,7 @@ def stack(request, tmp_path_factory):
             broker = redis_url(REDIS_DB)
         settings = Settings.from_env(state_dir=tmp / "state", database_url=db_url,
                                      broker_url=broker, storage_dir=tmp / "storage",
-                                     token_pepper="integration-pepper", heartbeat_s=1.0,
+                                     token_pepper="integration-pepper", heartbeat_s=1.0, queue=unique_queue(),
                                      lease_ttl_s=10.0, checkpoint_interval_s=1.0)
         settings.ensure_dirs()
         migrate(db_url)
