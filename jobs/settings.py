@@ -11,6 +11,9 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+DEV_PEPPER = "gradtrace-dev-pepper"
+
+
 def _env(name: str) -> AliasChoices:
     """Accept the bare variable name and the GRADTRACE_-prefixed one."""
     return AliasChoices(name, f"GRADTRACE_{name}")
@@ -31,7 +34,7 @@ class Settings(BaseSettings):
     broker_url: str = Field("", validation_alias=AliasChoices(
         "CELERY_BROKER_URL", "REDIS_URL", "GRADTRACE_BROKER_URL"))
     storage_dir: Path | None = Field(None, validation_alias=_env("STORAGE_DIR"))
-    token_pepper: str = Field("gradtrace-dev-pepper", validation_alias=_env("TOKEN_PEPPER"))
+    token_pepper: str = Field(DEV_PEPPER, validation_alias=_env("TOKEN_PEPPER"))
     queue: str = Field("gradtrace", validation_alias=_env("QUEUE"), pattern=r"^[A-Za-z0-9_.-]{1,100}$")
     port: int = Field(8000, validation_alias=AliasChoices("PORT", "GRADTRACE_PORT"))
     debug: bool = False
@@ -62,6 +65,15 @@ class Settings(BaseSettings):
     # Fault injection for the reliability suite: "" or "after_commit_before_publish".
     fault_injection: str = ""
 
+    # Hardening (issue 6). The rate limit is per authenticated user (per address before
+    # authentication), in Flask-Limiter's notation; its store must be shared by all API
+    # processes, so it defaults to the Redis broker and is memory:// only otherwise.
+    rate_limit: str = "600 per minute"
+    rate_limit_storage_uri: str = ""
+    # Origins allowed to call the API from a browser; empty means CORS closed.
+    cors_origins: tuple[str, ...] = ()
+    max_form_parts: int = 20
+
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> "Settings":
         state = self.state_dir.resolve()
@@ -71,6 +83,10 @@ class Settings(BaseSettings):
             object.__setattr__(self, "broker_url", f"sqla+sqlite:///{state / 'broker.db'}")
         if self.storage_dir is None:
             object.__setattr__(self, "storage_dir", state / "storage")
+        if not self.rate_limit_storage_uri:
+            redis = self.broker_url.startswith(("redis://", "rediss://"))
+            object.__setattr__(self, "rate_limit_storage_uri",
+                               self.broker_url if redis else "memory://")
         return self
 
     @classmethod
@@ -81,6 +97,11 @@ class Settings(BaseSettings):
     @property
     def embedded_broker(self) -> bool:
         return self.broker_url.startswith("sqla+")
+
+    @property
+    def default_pepper(self) -> bool:
+        """True while the token pepper is the public development value."""
+        return self.token_pepper == DEV_PEPPER
 
     def ensure_dirs(self) -> None:
         """Create the state and storage folders the defaults point into."""

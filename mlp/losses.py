@@ -52,9 +52,8 @@ def huber_delta(z, a, y, p, out, scale, d_act):
 
 
 def bce_value(z, a, y, p):
-    # From the logits: softplus(z) - y z, finite for any z.
-    loss = np.maximum(z, 0.0) - y * z + np.log1p(np.exp(-np.abs(z)))
-    return float(loss.sum()) / z.shape[0]
+    # From the logits: softplus(z) - y z, with softplus as logaddexp(0, z), finite for any z.
+    return (float(np.logaddexp(0.0, z).sum()) - float(np.vdot(y, z))) / z.shape[0]
 
 
 def bce_delta(z, a, y, p, out, scale, d_act):

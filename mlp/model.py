@@ -83,3 +83,10 @@ def predict_labels(out):
     if out.shape[1] == 1:
         return (out[:, 0] > 0.5).astype(np.intp)
     return np.argmax(out, axis=1)
+
+
+def count_correct(out, labels):
+    """Return how many rows of outputs (m, units) predict their class index in ``labels`` (m,)."""
+    if out.shape[1] == 1:
+        return int(np.count_nonzero((out[:, 0] > 0.5) == labels))
+    return int(np.count_nonzero(out.argmax(axis=1) == labels))

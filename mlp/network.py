@@ -10,6 +10,10 @@ import numpy as np
 from .activations import ACTIVATIONS, DERIVATIVES, NEEDS_Z
 from .initializers import resolve_init
 
+# Up to this many entries, per-tensor norms use one multiply + reduceat into a scratch
+# buffer (fewer numpy calls); above it, one BLAS dot per tensor (one read, no writes).
+SMALL_ARRAY = 1 << 16
+
 
 class Network:
     """Layer sizes and activations, and all parameters in one flat array.
@@ -77,6 +81,8 @@ class Workspace:
         self.delta = [self.delta_flat[s:s + n].reshape(m, -1)
                       for s, n in zip(self.delta_segments, sizes)]
         self.ones = np.ones(m, net.dtype)
+        small = self.delta_flat.size <= SMALL_ARRAY
+        self.scratch = np.empty_like(self.delta_flat) if small else None
 
 
 def forward(net, ws, x):

@@ -34,8 +34,15 @@ class EpochTelemetry:
     def __init__(self, net):
         L = net.depth
         self.acts = net.activations
-        self.grad = np.zeros(2 * L)       # Σ_steps ‖∂L/∂W‖, ‖∂L/∂b‖ interleaved
-        self.delta = np.zeros(L)          # Σ_steps RMS‖δ_i‖
+        # One step's squared sums, [grads W¹,b¹,... | δ¹.. | weights W¹,b¹,.. | updates W¹,b¹,..],
+        # so scaling and square roots take one call each.
+        self.sq = np.zeros(7 * L, net.dtype)
+        self.g_sq, self.d_sq = self.sq[:2 * L], self.sq[2 * L:3 * L]
+        self.w_sq, self.u_sq = self.sq[3 * L:5 * L], self.sq[5 * L:]
+        self.norms = np.zeros(3 * L)      # Σ_steps [‖∂L/∂W‖, ‖∂L/∂b‖ interleaved | RMS‖δ_i‖]
+        self.grad, self.delta = self.norms[:2 * L], self.norms[2 * L:]
+        self._ratio_step = np.zeros(L, net.dtype)
+        self._tiny = np.finfo(net.dtype).tiny
         self.ratio = np.zeros(L)          # Σ_steps ‖ΔW‖/‖W‖
         self.saturated = np.zeros(L)      # Σ count of saturated activations
         self.peak = [np.full(u, -np.inf, net.dtype) if a in RELU_FAMILY else None
@@ -44,13 +51,24 @@ class EpochTelemetry:
         self.activations_seen = 0         # Σ batch sizes (for saturation fractions)
 
     def reset(self):
-        for arr in (self.grad, self.delta, self.ratio, self.saturated):
+        for arr in (self.norms, self.ratio, self.saturated):
             arr[...] = 0.0
         for p in self.peak:
             if p is not None:
                 p[...] = -np.inf
         self.steps = 0
         self.activations_seen = 0
+
+    def add_norms(self, scale):
+        """Add one step's norms from ``sq`` (filled by the trainer) times ``scale`` (squared factors)."""
+        L = len(self.acts)
+        sq = self.sq
+        np.multiply(sq, scale, out=sq)
+        np.sqrt(sq, out=sq)
+        self.norms += sq[:3 * L]
+        np.divide(sq[5 * L::2], np.maximum(sq[3 * L:5 * L:2], self._tiny), out=self._ratio_step)
+        self.ratio += self._ratio_step
+        self.steps += 1
 
     def add_activations(self, ws):
         """Track dead (relu family: max over the epoch ≤ 0) and saturated units for this batch."""
@@ -65,7 +83,7 @@ class EpochTelemetry:
 
     def arrays(self):
         """Return the accumulators as name -> array, for checkpoints."""
-        out = {"tel_grad": self.grad, "tel_delta": self.delta, "tel_ratio": self.ratio,
+        out = {"tel_norms": self.norms, "tel_ratio": self.ratio,
                "tel_saturated": self.saturated,
                "tel_counts": np.array([self.steps, self.activations_seen], np.int64)}
         out.update({f"tel_peak{l}": p for l, p in enumerate(self.peak) if p is not None})
@@ -80,18 +98,17 @@ class EpochTelemetry:
     def layer_records(self, weight_sq):
         """Build LayerRecords from the sums; ``weight_sq`` holds ‖Wˡ‖², ‖bˡ‖² at epoch end."""
         n = max(self.steps, 1)
+        # One conversion to Python floats for all layers: records are built every epoch.
+        gw, gb, delta = (self.grad[0::2] / n).tolist(), (self.grad[1::2] / n).tolist(), (self.delta / n).tolist()
+        ratio, wn = (self.ratio / n).tolist(), np.sqrt(weight_sq[0::2].astype(np.float64)).tolist()
         records = []
         for l, act in enumerate(self.acts):
             dead = sat = None
             if self.peak[l] is not None:
-                dead = float(np.count_nonzero(self.peak[l] <= 0)) / self.peak[l].size
+                dead = np.count_nonzero(self.peak[l] <= 0) / self.peak[l].size
             elif act in SATURATION:
                 sat = float(self.saturated[l]) / max(self.activations_seen, 1)
-            records.append(LayerRecord(
-                layer=l + 1, weight_grad_norm=float(self.grad[2 * l]) / n,
-                bias_grad_norm=float(self.grad[2 * l + 1]) / n, delta_norm=float(self.delta[l]) / n,
-                weight_norm=float(np.sqrt(weight_sq[2 * l])), update_ratio=float(self.ratio[l]) / n,
-                dead_fraction=dead, saturated_fraction=sat))
+            records.append(LayerRecord(l + 1, gw[l], gb[l], delta[l], wn[l], ratio[l], dead, sat))
         return records
 
 

@@ -13,8 +13,8 @@ import numpy as np
 from . import checkpoint
 from .errors import DivergenceError, SpecError
 from .losses import LOSSES
-from .model import EVAL_CHUNK, Model, predict_labels
-from .network import Network, Workspace, backward, forward
+from .model import EVAL_CHUNK, Model, count_correct
+from .network import SMALL_ARRAY, Network, Workspace, backward, forward
 from .optimizers import OPTIMIZERS, load_optimizer_state
 from .records import EpochRecord, FitResult, LayerRecord
 from .schedules import SCHEDULES
@@ -22,9 +22,6 @@ from .spec import validate_spec
 from .data_split import prepare_data
 from .telemetry import EpochTelemetry, make_record, segment_sq_norms
 
-# Below this many parameters, per-tensor norms use one multiply + reduceat (fewer
-# numpy calls); above it, one BLAS dot per tensor (one read of memory, no writes).
-SMALL_NETWORK = 1 << 16
 
 
 class Trainer:
@@ -64,10 +61,9 @@ class Trainer:
         self.telemetry = EpochTelemetry(self.net)
         self._loss_value, self._loss_delta = LOSSES[spec["loss"]["name"]]
         self._workspaces = {}
-        L = self.net.depth
-        self._gsq, self._wsq, self._usq = (np.zeros(2 * L, self.dtype) for _ in range(3))
-        self._dsq = np.zeros(L, self.dtype)
-        self._scratch = np.empty(self.net.n_params, self.dtype) if self.net.n_params <= SMALL_NETWORK else None
+        self._scales = {}
+        self._wsq = np.zeros(2 * self.net.depth, self.dtype)
+        self._scratch = np.empty(self.net.n_params, self.dtype) if self.net.n_params <= SMALL_ARRAY else None
         n = len(self.X)
         if t["shuffle"]:
             self._Xp, self._Tp = np.empty_like(self.X), np.empty_like(self.T)
@@ -132,10 +128,10 @@ class Trainer:
             return
         perm = self.rng.permutation(len(self.X))
         # mode="clip" skips the bounds-check pass; perm is in range by construction.
-        np.take(self.X, perm, axis=0, out=self._Xp, mode="clip")
-        np.take(self.T, perm, axis=0, out=self._Tp, mode="clip")
+        self.X.take(perm, axis=0, out=self._Xp, mode="clip")
+        self.T.take(perm, axis=0, out=self._Tp, mode="clip")
         if self._Lp is not None:
-            np.take(self.labels, perm, axis=0, out=self._Lp, mode="clip")
+            self.labels.take(perm, axis=0, out=self._Lp, mode="clip")
 
     def _telemetry_on(self):
         # Per-step telemetry only in epochs that may be recorded: every recorded
@@ -163,35 +159,49 @@ class Trainer:
 
     def _step(self, lo, hi, lr, fold, telem):
         """One minibatch: forward, loss, backward, checks, telemetry, optimizer update."""
-        net, m, tel = self.net, hi - lo, self.telemetry
+        net, m, tel, sq = self.net, hi - lo, self.telemetry, self.telemetry.sq
         ws, x, t = self._workspace(m), self._Xp[lo:hi], self._Tp[lo:hi]
         out = forward(net, ws, x)
         loss = self._loss_value(ws.z[-1], out, t, self.spec["loss"])
         backward(net, ws, x, t, self._loss_delta, self.spec["loss"], fold / m, self.gW, self.gb)
-        gsq = segment_sq_norms(self.grads, net.segments, self._gsq, self._scratch)
+        gsq = segment_sq_norms(self.grads, net.segments, tel.g_sq, self._scratch)
         total = float(gsq.sum())
         if not (math.isfinite(loss) and math.isfinite(total)):
             self._diverged(loss, gsq)
         self._loss_sum += loss * m
         self._n_seen += m
         if self._Lp is not None:
-            self._correct += int(np.count_nonzero(predict_labels(out) == self._Lp[lo:hi]))
+            self._correct += count_correct(out, self._Lp[lo:hi])
         if telem:
-            # Gradients carry the fold factor (lr for SGD); norms divide it back out.
-            tel.grad += np.sqrt(gsq) / fold
-            dsq = segment_sq_norms(ws.delta_flat, ws.delta_segments, self._dsq)
-            tel.delta += np.sqrt(dsq * m) / fold  # stored δ is fold·δᵢ/m; see docs/engine.md
+            segment_sq_norms(ws.delta_flat, ws.delta_segments, tel.d_sq, ws.scratch)
+            segment_sq_norms(net.params, net.segments, tel.w_sq, self._scratch)
             tel.add_activations(ws)
-            segment_sq_norms(net.params, net.segments, self._wsq, self._scratch)
-            tel.steps += 1
         clip = self.spec["training"]["gradient_clip_norm"]
-        if clip is not None and math.sqrt(total) / fold > clip:
+        clipped = clip is not None and math.sqrt(total) / fold > clip
+        if clipped:
             self.grads *= clip / (math.sqrt(total) / fold)
         u, s = self.optimizer.step(net.params, self.grads, lr)
         if telem:
-            usq = segment_sq_norms(u, net.segments, self._usq, self._scratch)
-            w = np.maximum(self._wsq[0::2], np.finfo(self.dtype).tiny)
-            tel.ratio += np.sqrt(usq[0::2] / w) * abs(s)
+            if u is self.grads and not clipped and not self.optimizer.wd:
+                np.copyto(tel.u_sq, gsq)  # plain SGD: the step is the (lr-folded) gradient
+            else:
+                segment_sq_norms(u, net.segments, tel.u_sq, self._scratch)
+            tel.add_norms(self._norm_scale(m, fold, s))
+
+    def _norm_scale(self, m, fold, s):
+        """Return the factors that turn the step's squared sums into the defined norms, squared.
+
+        Gradients and δ carry the fold factor (lr for SGD) and δ also 1/m; updates are
+        ``s·u``. See docs/engine.md for the definitions.
+        """
+        key = (m, fold, s)
+        scale = self._scales.get(key)
+        if scale is None:
+            L = self.net.depth
+            scale = np.concatenate([np.full(2 * L, fold ** -2), np.full(L, m / fold ** 2),
+                                    np.ones(2 * L), np.full(2 * L, s * s)]).astype(self.dtype)
+            self._scales[key] = scale
+        return scale
 
     def _diverged(self, loss, gsq):
         layer = None
@@ -260,7 +270,7 @@ class Trainer:
             out = forward(self.net, ws, x)
             total += self._loss_value(ws.z[-1], out, t, self.spec["loss"]) * len(x)
             if labels is not None:
-                correct += int(np.count_nonzero(predict_labels(out) == labels[lo:lo + EVAL_CHUNK]))
+                correct += count_correct(out, labels[lo:lo + EVAL_CHUNK])
         n = max(len(X), 1)
         return total / n, (None if labels is None else correct / n)
 
