@@ -241,7 +241,7 @@ def _float_or_inf(v: int | float) -> float:
         return math.inf
 
 
-def _json_where(i: int | None = None, j: int | None = None) -> str:
+def _y_where(i: int | None = None, j: int | None = None) -> str:
     if i is None:
         return "y"
     return f"y[{i}]" if j is None else f"y[{i}][{j}]"
@@ -268,12 +268,12 @@ def _json_target(y: list, task: str | None) -> Target:
             raise _invalid(f"y[{i}]", f"is a {_json_kind(v, i)} but y[0] is a {kind}; "
                                       "all labels must be of one kind")
     if kind == "string":
-        return _string_target(y, task, _json_where)
+        return _string_target(y, task, _y_where)
     if kind == "boolean":
-        return _bool_target(np.array(y, dtype=bool), task, _json_where)
+        return _bool_target(np.array(y, dtype=bool), task, _y_where)
     if kind == "row":
-        return _matrix_target(_json_matrix(y, "y"), task, _json_where)
-    return _numeric_target(np.array([_float_or_inf(v) for v in y]), task, _json_where)
+        return _matrix_target(_json_matrix(y, "y"), task, _y_where)
+    return _numeric_target(np.array([_float_or_inf(v) for v in y]), task, _y_where)
 
 
 def parse_json(X: Any, y: Any, task: str | None = None, *,
@@ -427,10 +427,20 @@ def _parse_csv_stream(stream: BinaryIO, target: str, task: str | None,
     reader = csv.reader(lines, strict=True)
     header, t = _csv_header(reader, target, max_cells)
     ncols, d = len(header), len(header) - 1
-    names = header[:t] + header[t + 1:]
+    names = header[:t] + header[t + 1:]  # the feature columns, in order
     lines.max_fields = ncols + MAX_LABEL_CHARS  # the target may hold quoted commas
     lines.too_many = lambda line: _invalid(f"csv line {line}",
                                            f"has more than {ncols} values (ragged rows)")
+    values, labels, label_lines = _csv_body(reader, t, names, max_cells)
+    features = np.frombuffer(values, dtype=np.float64).reshape(len(labels), d)
+    y, task, classes = _csv_target(labels, label_lines, target, task)
+    return ParsedDataset(features, y, task, classes)
+
+
+def _csv_body(reader: Any, t: int, names: list[str],
+              max_cells: int) -> tuple[array, list[str], list[int]]:
+    """The data rows: features packed as doubles, labels and their line numbers."""
+    ncols, d = len(names) + 1, len(names)
     values, labels, label_lines = array("d"), [], []
     for row in reader:
         if not row:
@@ -442,7 +452,7 @@ def _parse_csv_stream(stream: BinaryIO, target: str, task: str | None,
         _check_cells(len(labels) + 1, d, max_cells, "file")
         cells = row[:t] + row[t + 1:]
         try:
-            numbers = [float(c) for c in cells]
+            numbers = list(map(float, cells))
         except ValueError:
             numbers = [math.nan]
         if not all(map(math.isfinite, numbers)):
@@ -453,9 +463,7 @@ def _parse_csv_stream(stream: BinaryIO, target: str, task: str | None,
         label_lines.append(line)
     if not labels:
         raise _invalid("file", "the CSV has a header but no data rows")
-    features = np.frombuffer(values, dtype=np.float64).reshape(len(labels), d)
-    y, task, classes = _csv_target(labels, label_lines, target, task)
-    return ParsedDataset(features, y, task, classes)
+    return values, labels, label_lines
 
 
 def _finite_str(cell: str) -> bool:
@@ -540,23 +548,19 @@ def _check_npz_shapes(headers: dict[str, tuple], max_cells: int) -> None:
         raise _invalid("y", f"must hold numbers, booleans or unicode strings, not {yt}")
 
 
-def _npz_where_y(i: int | None = None, j: int | None = None) -> str:
-    return _json_where(i, j)
-
-
 def _npz_target(y: np.ndarray, task: str | None) -> Target:
     if y.dtype.kind == "U":
         if y.ndim != 1:
             raise _invalid("y", "string labels must be a 1-D array")
-        return _string_target(y.tolist(), task, _npz_where_y)
+        return _string_target(y.tolist(), task, _y_where)
     if y.dtype.kind == "b":
         if y.ndim != 1:
             raise _invalid("y", "boolean labels must be a 1-D array")
-        return _bool_target(y, task, _npz_where_y)
+        return _bool_target(y, task, _y_where)
     values = y.astype(np.float64)
     if values.ndim == 2:
-        return _matrix_target(values, task, _npz_where_y)
-    return _numeric_target(values, task, _npz_where_y)
+        return _matrix_target(values, task, _y_where)
+    return _numeric_target(values, task, _y_where)
 
 
 def _npz_features(X: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs.db import make_engine, make_sessionmaker
-from jobs.models import Base, User
+from jobs.models import Base, Job, User
 from jobs.storage import BlobStore
 
 
@@ -51,3 +51,26 @@ def user(session) -> Callable[..., User]:
 @pytest.fixture
 def store(tmp_path) -> BlobStore:
     return BlobStore(tmp_path / "storage")
+
+
+@pytest.fixture
+def train_job(session_factory, settings, store):
+    """Issue 9: train_job(spec, dataset=parse_builtin("moons")) -> the finished Job,
+    trained in-process by the worker's own `run_job` on this SQLite database."""
+    from jobs.auth import get_or_create_user
+    from jobs.datasets import create_dataset
+    from jobs.db import session_scope
+    from jobs.submission import create_job
+    from jobs.training import run_job
+
+    def train(spec: dict, dataset) -> "Job":
+        with session_scope(session_factory) as s:
+            owner = get_or_create_user(s, "trainer")
+            ds = create_dataset(s, store, owner_id=owner.id, name="data", parsed=dataset,
+                                source="json", max_storage_bytes=10**9)
+            job, _ = create_job(s, settings, owner_id=owner.id, dataset_id=ds.id, name="t",
+                                raw_spec=spec)
+        run_job(session_factory, settings, job.id, worker_id="test-worker")
+        with session_scope(session_factory) as s:
+            return s.get(Job, job.id)
+    return train

@@ -585,6 +585,29 @@ def test_rolled_back_delete_keeps_row_and_blob(session, store, user):
     assert store.exists(row.sha256)
 
 
+def test_delete_undone_by_a_savepoint_keeps_the_blob(session, store, user):
+    owner = user()
+    row = make(session, store, owner)
+    session.commit()
+    savepoint = session.begin_nested()
+    ds.delete_dataset(session, store, owner.id, row.id)
+    savepoint.rollback()
+    session.commit()  # the blob deletion re-checks the committed rows first
+    assert store.exists(row.sha256)
+    assert ds.get_dataset(session, owner.id, row.id).id == row.id
+
+
+def test_reupload_after_delete_in_one_transaction_keeps_the_blob(session, store, user):
+    owner = user()
+    row = make(session, store, owner)
+    session.commit()
+    ds.delete_dataset(session, store, owner.id, row.id)
+    again = make(session, store, owner, name="again")
+    session.commit()  # the deferred blob deletion sees the new row and keeps the blob
+    assert again.sha256 == row.sha256 and store.exists(row.sha256)
+    assert ds.load_arrays(store, again)[0].shape == (4, 2)
+
+
 def test_owner_isolation(session, store, user):
     ann, bob = user(), user()
     row = make(session, store, ann)

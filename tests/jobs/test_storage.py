@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from jobs.storage import BlobStore, CorruptBlob
+from jobs.storage import CorruptBlob
 
 
 def sha(data: bytes) -> str:
