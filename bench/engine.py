@@ -22,15 +22,17 @@ import mlp
 CONFIGS = {  # name: (n_in, hidden, n_out, samples, batch, epochs (full, quick))
     "tiny": (2, (16, 16), 1, 4, 4, (3000, 500)),
     "medium": (64, (128, 64), 10, 20000, 64, (3, 1)),
-    "wide": (784, (1024, 1024), 10, 20000, 256, (2, 1)),
+    "wide": (784, (1024, 1024), 10, 20000, 256, (1, 1)),
 }
 LR = {"sgd": 0.05, "adam": 0.001}
 
 
 def blas_kernel():
-    """Return a one-line description of numpy's BLAS from threadpoolctl."""
-    infos = [i for i in threadpool_info() if i["user_api"] == "blas"]
-    return "; ".join(f"{i['internal_api']} {i.get('version')} kernel={i.get('architecture')} "
+    """Return a one-line description of the BLAS libraries loaded, numpy's first (threadpoolctl)."""
+    infos = sorted((i for i in threadpool_info() if i["user_api"] == "blas"),
+                   key=lambda i: "numpy" not in i["filepath"])
+    return "; ".join(f"{'numpy' if 'numpy' in i['filepath'] else i['filepath'].split('/')[-1]}: "
+                     f"{i['internal_api']} {i.get('version')} kernel={i.get('architecture')} "
                      f"threads={i['num_threads']}" for i in infos)
 
 
@@ -63,7 +65,7 @@ def make_data(config, dtype):
 
 def gradtrace_run(config, opt, dtype, epochs, X, y, telemetry=True):
     """Train with gradtrace's Trainer (telemetry recorded every epoch); return seconds."""
-    n_in, hidden, n_out, n, batch, _ = CONFIGS[config]
+    _, hidden, n_out, _, batch, _ = CONFIGS[config]
     out = ({"units": 1, "activation": "sigmoid"} if n_out == 1 else {"units": n_out, "activation": "softmax"})
     spec = {"network": {"layers": [{"units": u, "activation": "relu"} for u in hidden] + [out]},
             "loss": "binary_cross_entropy" if n_out == 1 else "cross_entropy",
@@ -139,9 +141,14 @@ def threads(n):
     torch.set_num_threads(before)
 
 
-def best_time(fn, repeats):
-    """Return the fastest of ``repeats`` runs (the machine is noisy)."""
-    return min(fn() for _ in range(repeats))
+def best_times(runs, repeats):
+    """Return name -> fastest of ``repeats`` runs, interleaving the libraries round by round
+    so that a burst of load from elsewhere on a noisy machine hits all of them alike."""
+    best = {name: float("inf") for name in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            best[name] = min(best[name], fn())
+    return best
 
 
 def bench_one(config, opt, dtype, n_threads, quick, repeats):
@@ -157,9 +164,7 @@ def bench_one(config, opt, dtype, n_threads, quick, repeats):
     if config == "wide":
         runs["gradtrace_no_telemetry"] = lambda: gradtrace_run(config, opt, dtype, epochs, X, y, telemetry=False)
     with threads(n_threads):
-        for fn in runs.values():  # warm-up: first-touch allocation, BLAS thread start
-            fn() if config == "tiny" else None
-        rates = {name: samples / best_time(fn, repeats) for name, fn in runs.items()}
+        rates = {name: samples / seconds for name, seconds in best_times(runs, repeats).items()}
         peak = matmul_peak(dtype) if config == "wide" else None
     row = {"config": config, "opt": opt, "dtype": dtype, "threads": n_threads, **rates}
     if peak:
@@ -175,7 +180,7 @@ def bench_one(config, opt, dtype, n_threads, quick, repeats):
 
 def format_row(r):
     """Return one table line: samples/s and the ratios the targets are stated in."""
-    torch_ref = min(r["torch"], r.get("torch_fused", r["torch"])) if False else r["torch"]
+    torch_ref = r["torch"]
     cells = [r["config"], r["opt"], r["dtype"], str(r["threads"]), f"{r['gradtrace']:,.0f}",
              f"{r['torch']:,.0f}", f"{r['torch_fused']:,.0f}" if "torch_fused" in r else "-",
              f"{r['sklearn']:,.0f}", f"{r['gradtrace'] / torch_ref:.2f}",
@@ -204,7 +209,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import sklearn
     import torch
-    repeats = args.repeats or (1 if args.quick else 2)
+    repeats = args.repeats or (1 if args.quick else 3)
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}, scikit-learn {sklearn.__version__}, "
           f"torch {torch.__version__}")
     print(f"numpy BLAS: {blas_kernel()}")

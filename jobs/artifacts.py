@@ -1,23 +1,24 @@
 """Checkpoints and final models: binary engine state stored on the job, fenced by lease."""
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from jobs.lease import Lease, fenced
-from jobs.metric_writer import LeaseLost, insert_ignoring_duplicates
-from jobs.models import Artifact, Job, utcnow
+from jobs.lease import Lease, hold
+from jobs.metric_writer import insert_ignoring_duplicates
+from jobs.models import Artifact, utcnow
 
 CHECKPOINT = "checkpoint"
 MODEL = "model"
 
 
-def save_artifact(session: Session, lease: Lease, *, kind: str, epoch: int, data: bytes) -> None:
-    """Replace the job's `kind` artifact, only while `lease` is still held."""
-    held = session.execute(update(Job).where(fenced(lease)).values(epoch=epoch)
-                           .execution_options(synchronize_session=False))
-    if held.rowcount != 1:
-        raise LeaseLost(lease.job_id)
+def save_artifact(session: Session, lease: Lease, *, kind: str, epoch: int, data: bytes,
+                  **job_values) -> None:
+    """Replace the job's `kind` artifact, only while `lease` is still held.
+
+    `job_values` are written to the job row in the same fenced UPDATE.
+    """
+    hold(session, lease, epoch=epoch, **job_values)
     existing = session.get(Artifact, (lease.job_id, kind))
     if existing is None:
         insert_ignoring_duplicates(session, Artifact, [{

@@ -1,4 +1,8 @@
-"""Users and bearer tokens. Tokens are random; only a peppered SHA-256 is stored."""
+"""Users and bearer tokens. Tokens are random; only a peppered SHA-256 is stored.
+
+Secrets are compared through their HMAC digests (a lookup by digest, then
+`hmac.compare_digest`), so response timing does not reveal how much of a guess matched.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -10,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from jobs.clock import aware
+from jobs.job_views import iso
 from jobs.errors import InvalidInput, NotFound, Unauthorized
 from jobs.models import Token, User, utcnow
 
@@ -68,3 +73,39 @@ def authenticate(session: Session, secret: str, pepper: str) -> User:
     return session.get(User, row.user_id)
 
 
+def list_users(session: Session, *, limit: int = 100, offset: int = 0) -> list[User]:
+    """Every user, oldest first (administrators only: the caller checks the role)."""
+    query = select(User).order_by(User.created_at, User.id).limit(limit).offset(offset)
+    return list(session.scalars(query))
+
+
+def list_tokens(session: Session, *, user_id: str | None = None, limit: int = 100,
+                offset: int = 0) -> list[Token]:
+    """Token rows (never their hashes in any view), newest first."""
+    query = select(Token)
+    if user_id is not None:
+        query = query.where(Token.user_id == user_id)
+    query = query.order_by(Token.created_at.desc(), Token.id).limit(limit).offset(offset)
+    return list(session.scalars(query))
+
+
+def get_user(session: Session, user_id: str) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} does not exist", [("user_id", "no such user")])
+    return user
+
+
+def user_to_dict(user: User) -> dict:
+    return {"id": user.id, "name": user.name, "is_admin": bool(user.is_admin),
+            "created_at": iso(user.created_at)}
+
+
+def token_to_dict(token: Token) -> dict:
+    """A token's metadata; the secret is shown once at creation and its hash never."""
+    now = datetime.now(timezone.utc)
+    expired = token.expires_at is not None and aware(token.expires_at) <= now
+    return {"id": token.id, "user_id": token.user_id, "label": token.label,
+            "created_at": iso(token.created_at), "expires_at": iso(token.expires_at),
+            "revoked_at": iso(token.revoked_at),
+            "active": token.revoked_at is None and not expired}

@@ -15,7 +15,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
-JOB_STATUSES = ("queued", "running", "cancelling", "cancelled", "succeeded", "failed")
+# "waiting": a sweep trial held back until a running trial of its sweep finishes.
+JOB_STATUSES = ("waiting", "queued", "running", "cancelling", "cancelled", "succeeded", "failed")
 ACTIVE_STATUSES = ("queued", "running", "cancelling")
 FINISHED_STATUSES = ("cancelled", "succeeded", "failed")
 
@@ -105,6 +106,18 @@ class Job(Base):
     lease_epoch: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # --- Reliability (issue 5): where the last checkpoint is, and training time used. ---
+    # A key in the shared checkpoint folder (checkpoint_storage="folder"); NULL when the
+    # checkpoint is the `artifacts` row. Written only under the lease, so a zombie worker's
+    # file is never pointed at.
+    checkpoint_uri: Mapped[str | None] = mapped_column(String(300))
+    # Seconds of training up to the last checkpoint, summed over attempts (runtime limit).
+    run_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # --- end reliability block ---
+    # Sweeps (issue 7): the sweep this job is a trial of, if any.
+    sweep_id: Mapped[str | None] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="SET NULL"), index=True)
+    sweep_trial: Mapped[int | None] = mapped_column(Integer)  # 0-based order in the sweep
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -156,3 +169,43 @@ class Artifact(Base):
     lease_epoch: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# --- Sweeps (issue 7) -------------------------------------------------------------------
+
+class Sweep(Base):
+    """A hyper-parameter search; its trials are ordinary jobs pointing back here."""
+
+    __tablename__ = "sweeps"
+    __table_args__ = (Index("ix_sweeps_owner_created", "owner_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    dataset_id: Mapped[str | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    base: Mapped[dict] = mapped_column(JSONType)
+    search: Mapped[dict] = mapped_column(JSONType)
+    metric: Mapped[str] = mapped_column(String(40))
+    goal: Mapped[str] = mapped_column(String(10))
+    max_trials: Mapped[int] = mapped_column(Integer)
+    parallel_trials: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# --- Backprop introspection (issue 9) ---------------------------------------------------
+
+class GradientCheck(Base):
+    """Per-layer relative error of backprop against finite differences at one epoch.
+
+    Written during training when the spec asks for `diagnostics.gradient_check`;
+    (job, epoch, layer) is unique so a resumed run cannot duplicate a row.
+    """
+
+    __tablename__ = "gradient_checks"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    layer: Mapped[int] = mapped_column(Integer, primary_key=True)
+    weight_rel_error: Mapped[float | None] = mapped_column(Float)
+    bias_rel_error: Mapped[float | None] = mapped_column(Float)

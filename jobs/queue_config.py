@@ -15,12 +15,18 @@ EMBEDDED_POLLING_S = 0.2
 
 def celery_config(settings: Settings) -> dict:
     """Plain data for `Celery.conf.update`; this module does not import Celery."""
+    vt = settings.visibility_timeout_s
     transport: dict = {
         # Redis redelivers an unacknowledged message after this long, even while its
         # task still runs. Training jobs outlive any sane value, so the lease on the job
         # row (not this timeout) protects against double runs; the timeout only bounds
-        # how long a message of a SIGKILLed worker waits before it comes back.
-        "visibility_timeout": 600,
+        # how long a message of a SIGKILLed worker waits before it comes back, and the
+        # reaper re-sends such a job sooner (after the lease TTL) anyway.
+        "visibility_timeout": vt,
+        # How often a worker scans for such messages: every interval x throttle seconds
+        # (kombu's default is 10 x 10 s). One ZRANGE per scan, so a tenth of the timeout.
+        "unacked_restore_interval": max(1, min(10, int(vt / 10))),
+        "unacked_restore_throttle": 1,
     }
     if settings.embedded_broker:
         # kombu's SQL transport hands every transport option to create_engine, so its
@@ -30,6 +36,9 @@ def celery_config(settings: Settings) -> dict:
     return {
         "broker_url": settings.broker_url,
         "broker_transport_options": transport,
+        # Kombu reads the timeout from the result backend's options too (celery #7651).
+        "result_backend_transport_options": transport,
+        "visibility_timeout": settings.visibility_timeout_s,
         "broker_connection_retry_on_startup": True,
         # JSON only: pickle would let whoever reaches the broker run code on workers.
         "task_serializer": "json",

@@ -6,6 +6,7 @@ Nothing here runs at import time: `Settings.from_env()` is called by `service.ws
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,17 +63,34 @@ class Settings(BaseSettings):
     max_storage_bytes_per_user: int = 2 * 1024**3
     max_metric_points: int = 1_000_000
 
-    # Fault injection for the reliability suite: "" or "after_commit_before_publish".
+    # Fault injection for the reliability suite (test-only; docs/reliability.md): "",
+    # "after_commit_before_publish" (the API raises after the commit, before the publish)
+    # or "kill_worker_on_job:<name prefix>" (the worker os._exit()s when it starts a job
+    # whose name starts with the prefix).
     fault_injection: str = ""
+
+    # Reliability (docs/reliability.md has the reason for each value).
+    reaper_interval_s: float = Field(15.0, gt=0)
+    requeue_queued_after_s: float = Field(300.0, gt=0)
+    checkpoint_storage: Literal["database", "folder"] = "database"
+    visibility_timeout_s: float = Field(600.0, gt=0)
 
     # Hardening (issue 6). The rate limit is per authenticated user (per address before
     # authentication), in Flask-Limiter's notation; its store must be shared by all API
     # processes, so it defaults to the Redis broker and is memory:// only otherwise.
     rate_limit: str = "600 per minute"
+    auth_failure_rate_limit: str = "60 per minute"
     rate_limit_storage_uri: str = ""
     # Origins allowed to call the API from a browser; empty means CORS closed.
     cors_origins: tuple[str, ...] = ()
     max_form_parts: int = 20
+
+    # Live event stream (issue 7): how often the stream polls the database, how long it
+    # may stay silent before a keep-alive comment, and when it ends so no proxy holds it
+    # forever (clients reconnect with Last-Event-ID).
+    events_poll_s: float = Field(0.5, gt=0)
+    events_keepalive_s: float = Field(15.0, gt=0)
+    events_max_s: float = Field(3600.0, gt=0)
 
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> "Settings":

@@ -49,7 +49,7 @@ def create_job(session: Session, settings: Settings, *, owner_id: str, dataset_i
         existing = _by_idempotency_key(session, owner_id, idempotency_key, request_hash)
         if existing is not None:
             return existing, False
-    job = _new_job(session, settings, owner_id=owner_id, dataset_id=dataset_id, name=name,
+    job = new_job(session, settings, owner_id=owner_id, dataset_id=dataset_id, name=name,
                    raw_spec=raw_spec)
     job.idempotency_key, job.request_hash = idempotency_key, request_hash
     try:
@@ -64,8 +64,9 @@ def create_job(session: Session, settings: Settings, *, owner_id: str, dataset_i
     return job, True
 
 
-def _new_job(session: Session, settings: Settings, *, owner_id: str, dataset_id: str,
-             name: str, raw_spec: dict) -> Job:
+def new_job(session: Session, settings: Settings, *, owner_id: str, dataset_id: str,
+            name: str, raw_spec: dict) -> Job:
+    """A validated, limit-checked, queued job, not yet added to the session."""
     spec = validate_job_spec(raw_spec)
     try:
         dataset = get_dataset(session, owner_id, dataset_id)
@@ -143,7 +144,7 @@ def request_cancel(session: Session, owner_id: str, job_id: str) -> Job:
     if job.status in FINISHED_STATUSES:
         raise Conflict(f"job {job_id} already finished with status {job.status}")
     job.cancel_requested = True
-    if job.status == "queued":
+    if job.status in ("queued", "waiting"):
         job.status, job.finished_at = "cancelled", utcnow()
     elif job.status == "running":
         job.status = "cancelling"

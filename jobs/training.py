@@ -2,31 +2,49 @@
 
 `run_job` is what the Celery task calls. It owns its transactions (short ones: claim,
 each metric flush, each checkpoint, finish) so a long training run never holds a
-database transaction open.
+database transaction open. Every write after the claim is fenced by the lease and
+retried through database errors until the heartbeat declares the lease lost.
+
+Outcomes and retries:
+- divergence, an invalid spec, unreadable data or any other non-database error fail the
+  job at once: running it again would fail the same way;
+- a database outage longer than the lease, or the worker dying, leaves the lease to
+  expire; the reaper (jobs/reaper.py) re-queues the job, which resumes from its last
+  checkpoint, at most `max_attempts` times;
+- cancel, SIGTERM and the runtime limit stop training at the next batch, after a
+  final checkpoint.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 import mlp
-from jobs.artifacts import CHECKPOINT, MODEL, load_artifact, save_artifact
+from jobs.artifacts import MODEL, save_artifact
+from jobs.checkpoint_store import CheckpointStore
 from jobs.datasets import load_arrays
 from jobs.db import session_scope
+from jobs.db_retry import Backoff, is_transient, retry_db
+from jobs.gradcheck_store import GradcheckRecorder
 from jobs.heartbeat import Heartbeat
-from jobs.lease import Lease, claim, finish
+from jobs.lease import Lease, LeaseLost, claim, finish, hand_back, hold
 from jobs.manifest import runtime_manifest
-from jobs.metric_writer import LeaseLost, MetricBuffer
+from jobs.metric_writer import MetricBuffer
 from jobs.models import Dataset, Job
 from jobs.settings import Settings
 from jobs.storage import BlobStore
 from jobs.summary import build_summary
 
 log = logging.getLogger(__name__)
+
+HANDED_BACK = "handed back"
+LEASE_LOST = "lease lost"
 
 
 @dataclass
@@ -51,123 +69,188 @@ class StopFlags:
 
 
 @dataclass
-class Prepared:
+class Run:
+    """One attempt at a job: what every step after the claim needs."""
+
+    factory: sessionmaker[Session]
+    settings: Settings
     lease: Lease
-    trainer: mlp.Trainer
-    max_runtime_s: float
-    samples: int
+    heartbeat: Heartbeat
+    store: CheckpointStore
+    name: str = ""
+    trainer: mlp.Trainer | None = None
+    max_runtime_s: float = 0.0
+    used_s: float = 0.0  # training seconds of earlier attempts, up to their checkpoint
+    samples: int = 0
+
+    def lease_lost(self) -> bool:
+        return self.heartbeat.lost
+
+    def write(self, what: str, action: Callable[[Session], object]) -> object:
+        """One transaction, retried through database errors while the lease lasts."""
+        def attempt():
+            with session_scope(self.factory) as session:
+                return action(session)
+        return retry_db(attempt, lease_lost=self.lease_lost, what=f"{what} of {self.lease.job_id}")
 
 
 def run_job(factory: sessionmaker[Session], settings: Settings, job_id: str, *,
-            worker_id: str, shutdown: threading.Event | None = None) -> str:
-    """Train `job_id` if this worker can claim it; returns what happened, for logs."""
+            worker_id: str, shutdown: threading.Event | None = None,
+            on_start: Callable[[str], None] | None = None) -> str:
+    """Train `job_id` if this worker can claim it; returns what happened, for logs.
+
+    `on_start(job_name)` runs once the job is claimed and loaded (fault injection).
+    """
     with session_scope(factory) as session:
         lease = claim(session, job_id, worker_id, ttl_s=settings.lease_ttl_s,
                       max_attempts=settings.max_attempts)
     if lease is None:
         return "not claimable"
-    try:
-        prepared = _prepare(factory, settings, lease)
-    except mlp.SpecError as exc:
-        return _fail(factory, lease, f"invalid spec: {exc}")
-    return _train(factory, settings, prepared, shutdown or threading.Event())
-
-
-def _prepare(factory: sessionmaker[Session], settings: Settings, lease: Lease) -> Prepared:
-    with session_scope(factory) as session:
-        job = session.get(Job, lease.job_id)
-        dataset = session.get(Dataset, job.dataset_id)
-        checkpoint = load_artifact(session, job.id, CHECKPOINT)
-        job.manifest = {**(job.manifest or {}), **runtime_manifest(settings.blas_threads)}
-        spec, state = job.spec, (checkpoint.data if checkpoint else None)
-        limit = min(spec["training"].get("max_runtime_s") or settings.max_runtime_s,
-                    settings.max_runtime_s)
-    X, y = load_arrays(BlobStore(settings.storage_dir), dataset)
-    n_classes = dataset.n_outputs if dataset.task == "classification" else None
-    if state is not None:
-        trainer = mlp.Trainer.from_state(spec, X, y, state, n_classes=n_classes)
-    else:
-        trainer = mlp.Trainer(spec, X, y, n_classes=n_classes)
-    return Prepared(lease, trainer, limit, len(X))
-
-
-def _train(factory: sessionmaker[Session], settings: Settings, prepared: Prepared,
-           shutdown: threading.Event) -> str:
-    lease, trainer = prepared.lease, prepared.trainer
-    heartbeat = Heartbeat(factory, lease, ttl_s=settings.lease_ttl_s,
-                          every_s=settings.heartbeat_s)
-    flags = StopFlags(heartbeat, time.monotonic() + prepared.max_runtime_s, shutdown)
-    buffer = MetricBuffer(factory, lease, flush_seconds=settings.metrics_flush_seconds,
-                          flush_rows=settings.metrics_flush_rows)
-    checkpoints = _Checkpointer(factory, lease, trainer, settings.checkpoint_interval_s)
-    started = time.monotonic()
+    # Beat from the claim on: loading a big dataset must not let the lease lapse.
+    heartbeat = Heartbeat(factory, lease, ttl_s=settings.lease_ttl_s, every_s=settings.heartbeat_s)
     heartbeat.start()
+    run = Run(factory, settings, lease, heartbeat, CheckpointStore(settings))
     try:
-        result = trainer.fit(on_epoch=lambda r: (buffer.add(r.to_dict()), checkpoints.maybe()),
-                             should_stop=flags)
-        buffer.flush(trainer.epoch)
+        return _attempt(run, shutdown or threading.Event(), on_start)
     except LeaseLost:
-        return "lease lost"
-    except mlp.DivergenceError as exc:
-        buffer.flush(trainer.epoch)
-        return _fail(factory, lease, str(exc))
+        log.warning("job %s: lease %d lost; another worker owns it", job_id, lease.epoch)
+        return LEASE_LOST
     finally:
         heartbeat.stop()
-    seconds = time.monotonic() - started
+
+
+def _attempt(run: Run, shutdown: threading.Event,
+             on_start: Callable[[str], None] | None) -> str:
+    try:
+        _prepare(run)
+    except mlp.SpecError as exc:
+        return _fail(run, f"invalid spec: {exc}")
+    except Exception as exc:
+        if is_transient(exc):
+            raise  # the lease expires and the reaper retries: a counted attempt
+        log.exception("job %s could not start", run.lease.job_id)
+        return _fail(run, f"could not start: {exc.__class__.__name__}: {exc}")
+    if on_start is not None:
+        on_start(run.name)
+    try:
+        return _train(run, shutdown)
+    except LeaseLost:
+        raise
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        log.exception("job %s failed in training", run.lease.job_id)
+        return _fail(run, f"worker error: {exc.__class__.__name__}: {exc}")
+
+
+def _prepare(run: Run) -> None:
+    settings = run.settings
+    with session_scope(run.factory) as session:
+        job = session.get(Job, run.lease.job_id)
+        dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
+        if dataset is None:
+            raise FileNotFoundError("the job's dataset was deleted")
+        checkpoint = run.store.load(session, job)
+        hold(session, run.lease, manifest={**(job.manifest or {}),
+                                           **runtime_manifest(settings.blas_threads)})
+        spec, run.name, run.used_s = job.spec, job.name, job.run_seconds or 0.0
+        requested = spec["training"].get("max_runtime_s") or settings.max_runtime_s
+        run.max_runtime_s = min(requested, settings.max_runtime_s)
+    X, y = load_arrays(BlobStore(settings.storage_dir), dataset)
+    n_classes = dataset.n_outputs if dataset.task == "classification" else None
+    if checkpoint is not None:
+        run.trainer = mlp.Trainer.from_state(spec, X, y, checkpoint.data, n_classes=n_classes)
+    else:
+        run.trainer = mlp.Trainer(spec, X, y, n_classes=n_classes)
+    run.samples = len(X)
+
+
+def _train(run: Run, shutdown: threading.Event) -> str:
+    trainer, settings = run.trainer, run.settings
+    started = time.monotonic()
+    flags = StopFlags(run.heartbeat, started + run.max_runtime_s - run.used_s, shutdown)
+    buffer = MetricBuffer(run.factory, run.lease, flush_seconds=settings.metrics_flush_seconds,
+                          flush_rows=settings.metrics_flush_rows)
+    checkpoints = _Checkpointer(run, started, settings.checkpoint_interval_s)
+    gradchecks = GradcheckRecorder(run.factory, settings, run.lease, trainer.spec, run.lease_lost)
+    try:
+        result = trainer.fit(on_epoch=lambda r: (buffer.add(r.to_dict()), checkpoints.maybe(),
+                                                 gradchecks.maybe(r, trainer)),
+                             should_stop=flags)
+    except mlp.DivergenceError as exc:
+        buffer.drain(trainer.epoch, run.lease_lost)
+        return _fail(run, str(exc))
+    if flags.reason == "lease_lost":
+        return LEASE_LOST
+    buffer.drain(trainer.epoch, run.lease_lost)
     if result.stopped:
-        return _stopped(factory, lease, trainer, checkpoints, flags.reason, prepared)
-    return _succeed(factory, lease, trainer, result, seconds, prepared.samples)
+        return _stopped(run, checkpoints, flags.reason)
+    return _succeed(run, result, time.monotonic() - started)
 
 
 class _Checkpointer:
     """Saves the engine state every `interval` seconds of training, and on demand."""
 
-    def __init__(self, factory, lease: Lease, trainer: mlp.Trainer, interval: float):
-        self._factory, self._lease, self._trainer = factory, lease, trainer
-        self._interval, self._last = interval, time.monotonic()
+    def __init__(self, run: Run, started: float, interval: float):
+        self._run, self._started, self._interval = run, started, interval
+        self._last = time.monotonic()
+        self._backoff = Backoff()
 
-    def maybe(self) -> None:
-        if time.monotonic() - self._last >= self._interval:
-            self.save()
-
-    def save(self) -> None:
-        with session_scope(self._factory) as session:
-            save_artifact(session, self._lease, kind=CHECKPOINT, epoch=self._trainer.epoch,
-                          data=self._trainer.state_bytes())
+    def _save_once(self) -> None:
+        run = self._run
+        run.store.save(run.factory, run.lease, epoch=run.trainer.epoch,
+                       data=run.trainer.state_bytes(),
+                       run_seconds=run.used_s + time.monotonic() - self._started)
         self._last = time.monotonic()
 
+    def maybe(self) -> None:
+        if time.monotonic() - self._last < self._interval or not self._backoff.ready():
+            return
+        try:
+            self._save_once()
+            self._backoff.succeeded()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # Training goes on; the previous checkpoint stays valid.
+            log.warning("checkpoint of %s failed (%s); retry in %.2f s", self._run.lease.job_id,
+                        exc.__class__.__name__, self._backoff.failed())
 
-def _stopped(factory, lease: Lease, trainer: mlp.Trainer, checkpoints: _Checkpointer,
-             reason: str | None, prepared: Prepared) -> str:
-    if reason == "lease_lost":
-        return "lease lost"
-    try:
-        checkpoints.save()
-    except LeaseLost:
-        return "lease lost"
-    with session_scope(factory) as session:
-        if reason == "cancelled":
-            finish(session, lease, status="cancelled")
-        elif reason == "shutdown":
-            finish(session, lease, status="queued")
-        else:
-            finish(session, lease, status="failed",
-                   error=f"stopped at epoch {trainer.epoch}: the runtime limit of "
-                         f"{prepared.max_runtime_s:g} s (training.max_runtime_s) was reached")
-    return reason or "stopped"
+    def save(self) -> None:
+        retry_db(self._save_once, lease_lost=self._run.lease_lost,
+                 what=f"checkpoint of {self._run.lease.job_id}")
 
 
-def _succeed(factory, lease: Lease, trainer: mlp.Trainer, result: mlp.FitResult,
-             seconds: float, samples: int) -> str:
-    with session_scope(factory) as session:
-        save_artifact(session, lease, kind=MODEL, epoch=trainer.epoch,
-                      data=trainer.model().to_bytes())
+def _stopped(run: Run, checkpoints: _Checkpointer, reason: str | None) -> str:
+    checkpoints.save()
+    lease, epoch = run.lease, run.trainer.epoch
+    if reason == "cancelled":
+        run.write("cancel", lambda s: finish(s, lease, status="cancelled"))
+        return "cancelled"
+    if reason == "shutdown":
+        run.write("hand-back", lambda s: hand_back(s, lease))
+        return HANDED_BACK
+    message = (f"stopped at epoch {epoch}: the runtime limit of {run.max_runtime_s:g} s "
+               f"(training.max_runtime_s) was reached; the metrics so far are kept")
+    run.write("runtime stop", lambda s: finish(s, lease, status="failed", error=message))
+    return "failed"
+
+
+def _succeed(run: Run, result: mlp.FitResult, seconds: float) -> str:
+    lease, trainer = run.lease, run.trainer
+    model = trainer.model().to_bytes()
+
+    def commit(session: Session) -> str | None:
+        key = session.scalar(select(Job.checkpoint_uri).where(Job.id == lease.job_id))
+        save_artifact(session, lease, kind=MODEL, epoch=trainer.epoch, data=model)
         finish(session, lease, status="succeeded",
-               summary=build_summary(session, lease.job_id, result, seconds, samples))
+               summary=build_summary(session, lease.job_id, result, seconds, run.samples))
+        return key
+
+    run.store.discard(run.write("success", commit))
     return "succeeded"
 
 
-def _fail(factory, lease: Lease, message: str) -> str:
-    with session_scope(factory) as session:
-        finish(session, lease, status="failed", error=message)
+def _fail(run: Run, message: str) -> str:
+    run.write("failure", lambda s: finish(s, run.lease, status="failed", error=message))
     return "failed"

@@ -52,6 +52,15 @@ def _check_classification(errors, path, units, act, loss, n_classes):
         errors.append((path, f"output layer has {units} units but the dataset has {n_classes} classes; {hint}"))
 
 
+def infer_n_classes(loss, units, n_classes):
+    """Return ``n_classes``, or for the classification-only losses the count their output implies."""
+    if n_classes is None and loss == "cross_entropy":
+        return units
+    if n_classes is None and loss == "binary_cross_entropy":
+        return 2
+    return n_classes
+
+
 def encode_targets(y, loss, n_classes, units, dtype):
     """Return ``(targets, labels)``: what the loss compares against, and class indices or None.
 

@@ -4,7 +4,7 @@ import time
 import numpy as np
 
 from .checkpoint import unpack
-from .datafit import encode_targets
+from .datafit import encode_targets, infer_n_classes
 from .losses import LOSSES
 from .network import Network, Workspace, backward, forward
 from .spec import validate_spec
@@ -78,5 +78,6 @@ def _setup(spec, X, y, n_classes, samples, state, weights):
         seed = spec["training"]["seed"] or 0
         init_ss = np.random.SeedSequence(seed).spawn(3)[0]
         net.initialise(np.random.Generator(np.random.PCG64(init_ss)), spec["network"]["init"])
-    t, _ = encode_targets(np.asarray(y)[:samples], spec["loss"]["name"], n_classes, layers[-1]["units"], np.float64)
+    loss, units = spec["loss"]["name"], layers[-1]["units"]
+    t, _ = encode_targets(np.asarray(y)[:samples], loss, infer_n_classes(loss, units, n_classes), units, np.float64)
     return net, X, t, spec["loss"]

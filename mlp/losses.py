@@ -63,16 +63,34 @@ def bce_delta(z, a, y, p, out, scale, d_act):
 
 
 def cross_entropy_value(z, a, y, p):
-    # log-sum-exp minus the target's logit, from the logits.
+    # -log softmax(z)_y read from the softmax output a, which the forward pass computed
+    # stably (max subtracted). Only when a_y underflows (a loss beyond ~87 in float32)
+    # is log-sum-exp recomputed from the logits, so the loss stays exact and finite.
+    rows = _rows(z.shape[0])
+    a_y = a[rows, y]
+    if a_y.min() > _SAFE[a.dtype.char]:
+        return -float(np.log(a_y).sum()) / z.shape[0]
     m = z.max(axis=1)
     lse = np.log(np.exp(z - m[:, None]).sum(axis=1)) + m
-    return float((lse - z[np.arange(z.shape[0]), y]).sum()) / z.shape[0]
+    return float((lse - z[rows, y]).sum()) / z.shape[0]
+
+
+_SAFE = {"f": 1e-30, "d": 1e-300}
+_ROWS = {}
+
+
+def _rows(m):
+    """Return a cached arange(m), the row index for picking each sample's target entry."""
+    rows = _ROWS.get(m)
+    if rows is None:
+        rows = _ROWS[m] = np.arange(m)
+    return rows
 
 
 def cross_entropy_delta(z, a, y, p, out, scale, d_act):
     # Fused with the softmax: dL/dz = softmax(z) - onehot(y).
     np.copyto(out, a)
-    out[np.arange(z.shape[0]), y] -= 1.0
+    out[_rows(z.shape[0]), y] -= 1.0
     out *= scale
 
 

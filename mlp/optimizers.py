@@ -48,7 +48,12 @@ class SGD:
 
 
 class Adam:
-    """Adam (Kingma & Ba) with L2 decay, or AdamW's decoupled decay when ``decoupled``."""
+    """Adam (Kingma & Ba) with L2 decay, or AdamW's decoupled decay when ``decoupled``.
+
+    The moments are stored unnormalised, m' = m / (1 − β₁) and v' = v / (1 − β₂), so each
+    updates in place without a temporary (m' ← β₁m' + g); the constants and the bias
+    corrections fold into two scalars. Ten passes over memory per step in all.
+    """
 
     folds_lr = False
     decoupled = False
@@ -67,21 +72,18 @@ class Adam:
             g += self.wd * params
         self.t += 1
         t, m, v, tmp = int(self.t), self.m, self.v, self.tmp
-        # m <- b1 m + (1 - b1) g, written as g + b1 (m - g) to need no temporary.
-        np.subtract(m, g, out=m)
         m *= self.b1
         m += g
         np.multiply(g, g, out=tmp)
-        np.subtract(v, tmp, out=v)
         v *= self.b2
         v += tmp
-        # Bias corrections folded into scalars: lr_t m / (sqrt(v) / sqrt(bc2) + eps).
-        bc1, bc2 = 1.0 - self.b1 ** t, 1.0 - self.b2 ** t
+        # lr·m̂/(√v̂ + ε) = k·m'/(√v' + ε/c) with c = √((1−β₂)/bc₂), k = lr(1−β₁)/(bc₁·c).
+        c = np.sqrt((1.0 - self.b2) / (1.0 - self.b2 ** t))
+        k = lr * (1.0 - self.b1) / ((1.0 - self.b1 ** t) * c)
         np.sqrt(v, out=tmp)
-        tmp *= 1.0 / np.sqrt(bc2)
-        tmp += self.eps
+        tmp += self.eps / c
         np.divide(m, tmp, out=tmp)
-        tmp *= lr / bc1
+        tmp *= k
         if self.wd and self.decoupled:
             if self.tmp2 is None:
                 self.tmp2 = np.empty_like(tmp)

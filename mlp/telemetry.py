@@ -34,28 +34,35 @@ class EpochTelemetry:
     def __init__(self, net):
         L = net.depth
         self.acts = net.activations
-        # One step's squared sums, [grads W¹,b¹,... | δ¹.. | weights W¹,b¹,.. | updates W¹,b¹,..],
-        # so scaling and square roots take one call each.
-        self.sq = np.zeros(7 * L, net.dtype)
-        self.g_sq, self.d_sq = self.sq[:2 * L], self.sq[2 * L:3 * L]
-        self.w_sq, self.u_sq = self.sq[3 * L:5 * L], self.sq[5 * L:]
-        self.norms = np.zeros(3 * L)      # Σ_steps [‖∂L/∂W‖, ‖∂L/∂b‖ interleaved | RMS‖δ_i‖]
-        self.grad, self.delta = self.norms[:2 * L], self.norms[2 * L:]
-        self._ratio_step = np.zeros(L, net.dtype)
+        # One step's squared sums, [weights W¹,b¹,.. | updates W¹,b¹,.. | grads W¹,b¹,.. | δ¹.. | ratio¹..],
+        # filled by the trainer; the last three blocks are contiguous so that one call adds
+        # a whole step to the sums (a tiny network's step is only ~30 numpy calls).
+        self.sq = np.zeros(8 * L, net.dtype)
+        self.w_sq, self.u_sq = self.sq[:2 * L], self.sq[2 * L:4 * L]
+        self.g_sq, self.d_sq, self._ratio_step = self.sq[4 * L:6 * L], self.sq[6 * L:7 * L], self.sq[7 * L:]
+        self.acc = np.zeros(5 * L)        # Σ_steps of sq[4L:8L] | Σ count of saturated activations
+        self.grad, self.delta = self.acc[:2 * L], self.acc[2 * L:3 * L]
+        self.ratio, self.saturated = self.acc[3 * L:4 * L], self.acc[4 * L:]
+        relu = [a in RELU_FAMILY for a in net.activations]
+        self.peak_flat = np.full(sum(u for r, u in zip(relu, net.sizes[1:]) if r), -np.inf, net.dtype)
+        self.peak, start = [], 0
+        for r, u in zip(relu, net.sizes[1:]):
+            self.peak.append(self.peak_flat[start:start + u] if r else None)
+            start += u if r else 0
+        # (units in relu layers, relu layers) 0/1 matrix: a dot with the dead mask counts per layer.
+        owners = [l for l, r in enumerate(relu) if r]
+        self._peak_owner = np.zeros((self.peak_flat.size, len(owners)))
+        start = 0
+        for j, l in enumerate(owners):
+            self._peak_owner[start:start + net.sizes[l + 1], j] = 1.0
+            start += net.sizes[l + 1]
         self._tiny = np.finfo(net.dtype).tiny
-        self.ratio = np.zeros(L)          # Σ_steps ‖ΔW‖/‖W‖
-        self.saturated = np.zeros(L)      # Σ count of saturated activations
-        self.peak = [np.full(u, -np.inf, net.dtype) if a in RELU_FAMILY else None
-                     for a, u in zip(net.activations, net.sizes[1:])]
         self.steps = 0
         self.activations_seen = 0         # Σ batch sizes (for saturation fractions)
 
     def reset(self):
-        for arr in (self.norms, self.ratio, self.saturated):
-            arr[...] = 0.0
-        for p in self.peak:
-            if p is not None:
-                p[...] = -np.inf
+        self.acc.fill(0.0)
+        self.peak_flat.fill(-np.inf)
         self.steps = 0
         self.activations_seen = 0
 
@@ -65,9 +72,9 @@ class EpochTelemetry:
         sq = self.sq
         np.multiply(sq, scale, out=sq)
         np.sqrt(sq, out=sq)
-        self.norms += sq[:3 * L]
-        np.divide(sq[5 * L::2], np.maximum(sq[3 * L:5 * L:2], self._tiny), out=self._ratio_step)
-        self.ratio += self._ratio_step
+        w = np.maximum(sq[:2 * L:2], self._tiny)
+        np.divide(sq[2 * L:4 * L:2], w, out=self._ratio_step)
+        self.acc[:4 * L] += sq[4 * L:]
         self.steps += 1
 
     def add_activations(self, ws):
@@ -83,11 +90,8 @@ class EpochTelemetry:
 
     def arrays(self):
         """Return the accumulators as name -> array, for checkpoints."""
-        out = {"tel_norms": self.norms, "tel_ratio": self.ratio,
-               "tel_saturated": self.saturated,
-               "tel_counts": np.array([self.steps, self.activations_seen], np.int64)}
-        out.update({f"tel_peak{l}": p for l, p in enumerate(self.peak) if p is not None})
-        return out
+        return {"tel_acc": self.acc, "tel_peak": self.peak_flat,
+                "tel_counts": np.array([self.steps, self.activations_seen], np.int64)}
 
     def load(self, arrays):
         for name, arr in self.arrays().items():
@@ -97,18 +101,18 @@ class EpochTelemetry:
 
     def layer_records(self, weight_sq):
         """Build LayerRecords from the sums; ``weight_sq`` holds ‖Wˡ‖², ‖bˡ‖² at epoch end."""
-        n = max(self.steps, 1)
-        # One conversion to Python floats for all layers: records are built every epoch.
-        gw, gb, delta = (self.grad[0::2] / n).tolist(), (self.grad[1::2] / n).tolist(), (self.delta / n).tolist()
-        ratio, wn = (self.ratio / n).tolist(), np.sqrt(weight_sq[0::2].astype(np.float64)).tolist()
+        L = len(self.acts)
+        # Few numpy calls in all, whatever the depth: records are built every epoch.
+        sums = (self.acc[:4 * L] / max(self.steps, 1)).tolist()
+        wn = np.sqrt(weight_sq[0::2].astype(np.float64)).tolist()
+        dead = iter((self.peak_flat <= 0).reshape(1, -1).dot(self._peak_owner).tolist()[0]) if self.peak_flat.size else None
+        seen = max(self.activations_seen, 1)
         records = []
         for l, act in enumerate(self.acts):
-            dead = sat = None
-            if self.peak[l] is not None:
-                dead = np.count_nonzero(self.peak[l] <= 0) / self.peak[l].size
-            elif act in SATURATION:
-                sat = float(self.saturated[l]) / max(self.activations_seen, 1)
-            records.append(LayerRecord(l + 1, gw[l], gb[l], delta[l], wn[l], ratio[l], dead, sat))
+            d = next(dead) / self.peak[l].size if self.peak[l] is not None else None
+            sat = float(self.saturated[l]) / seen if act in SATURATION else None
+            records.append(LayerRecord(l + 1, sums[2 * l], sums[2 * l + 1], sums[2 * L + l], wn[l],
+                                       sums[3 * L + l], d, sat))
         return records
 
 

@@ -1,7 +1,7 @@
 """Trace one forward and backward pass: every layer's z, a, δ, ∂L/∂W and ∂L/∂b."""
 import numpy as np
 
-from .datafit import encode_targets
+from .datafit import encode_targets, infer_n_classes
 from .losses import LOSSES
 from .network import Network, Workspace, backward, forward
 
@@ -22,6 +22,7 @@ def trace(model, X, y, *, loss, n_classes=None, max_full=64):
     net = Network(X.shape[1], model.activations, [W.shape[1] for W, _ in model.layers], model.alphas, np.float64)
     for (W, b), tW, tb in zip(model.layers, net.W, net.b):
         tW[...], tb[...] = W, b
+    n_classes = infer_n_classes(loss["name"], net.sizes[-1], n_classes if n_classes is not None else model.n_classes)
     t, _ = encode_targets(np.atleast_1d(np.asarray(y)), loss["name"], n_classes, net.sizes[-1], np.float64)
     ws = Workspace(net, len(X), keep_z=True)
     grads = np.zeros(net.n_params)

@@ -10,18 +10,17 @@ import time
 
 import numpy as np
 
-from . import checkpoint
+from .data_split import prepare_data
 from .errors import DivergenceError, SpecError
 from .losses import LOSSES
 from .model import EVAL_CHUNK, Model, count_correct
 from .network import SMALL_ARRAY, Network, Workspace, backward, forward
-from .optimizers import OPTIMIZERS, load_optimizer_state
-from .records import EpochRecord, FitResult, LayerRecord
+from .optimizers import OPTIMIZERS
+from .records import FitResult
 from .schedules import SCHEDULES
 from .spec import validate_spec
-from .data_split import prepare_data
 from .telemetry import EpochTelemetry, make_record, segment_sq_norms
-
+from .trainer_state import dump_state, load_state
 
 
 class Trainer:
@@ -40,12 +39,12 @@ class Trainer:
         return self
 
     def _setup(self, spec, X, y, n_classes, X_val, y_val):
+        """Validate, prepare the data, and build the network, optimizer and buffers."""
         self.spec = spec = validate_spec(spec)
         t = spec["training"]
         if not isinstance(t["seed"], int):
             raise SpecError([("training.seed", "training needs an integer seed")])
-        self.dtype = np.dtype(t["dtype"])
-        self.n_classes = n_classes
+        self.dtype, self.n_classes = np.dtype(t["dtype"]), n_classes
         data = prepare_data(spec, X, y, n_classes, X_val, y_val, self.dtype)
         self.X, self.T, self.labels, self.Xv, self.Tv, self.labels_v, self.squeeze, init_ss, shuffle_ss = data
         layers = spec["network"]["layers"]
@@ -54,30 +53,36 @@ class Trainer:
         self._init_rng = np.random.Generator(np.random.PCG64(init_ss))
         self.rng = np.random.Generator(np.random.PCG64(shuffle_ss))
         self._check_early_stopping()
-        opt = spec["optimizer"]
-        self.optimizer = OPTIMIZERS[opt["name"]](opt, self.net.n_params, self.dtype)
-        self.grads = np.zeros(self.net.n_params, self.dtype)
-        self.gW, self.gb = self.net.views(self.grads)
-        self.telemetry = EpochTelemetry(self.net)
+        self.optimizer = OPTIMIZERS[spec["optimizer"]["name"]](spec["optimizer"], self.net.n_params, self.dtype)
         self._loss_value, self._loss_delta = LOSSES[spec["loss"]["name"]]
-        self._workspaces = {}
-        self._scales = {}
-        self._wsq = np.zeros(2 * self.net.depth, self.dtype)
-        self._scratch = np.empty(self.net.n_params, self.dtype) if self.net.n_params <= SMALL_ARRAY else None
-        n = len(self.X)
-        if t["shuffle"]:
+        self._loss_params, self._clip = spec["loss"], t["gradient_clip_norm"]
+        self._allocate()
+        self._reset_progress()
+
+    def _allocate(self):
+        """Allocate the buffers reused by every step: gradients, shuffled data, scratch."""
+        net = self.net
+        self.grads = np.zeros(net.n_params, self.dtype)
+        self.gW, self.gb = net.views(self.grads)
+        self.telemetry = EpochTelemetry(net)
+        self._workspaces, self._scales = {}, {}
+        self._wsq = np.zeros(2 * net.depth, self.dtype)
+        self._scratch = np.empty(net.n_params, self.dtype) if net.n_params <= SMALL_ARRAY else None
+        if self.spec["training"]["shuffle"]:
             self._Xp, self._Tp = np.empty_like(self.X), np.empty_like(self.T)
             self._Lp = None if self.labels is None else np.empty_like(self.labels)
         else:
             self._Xp, self._Tp, self._Lp = self.X, self.T, self.labels
-        self._perm = np.arange(n)
+        es = self.spec["training"]["early_stopping"]
+        self._best_params = np.empty_like(net.params) if es and es["restore_best"] else None
+
+    def _reset_progress(self):
+        """Set the progress a checkpoint records (trainer_state.SCALARS) to a fresh start."""
         self.epoch, self.pos, self._in_epoch, self._finished = 0, 0, False, False
         self._epoch_rng_state = None
         self._loss_sum, self._n_seen, self._correct, self._elapsed = 0.0, 0, 0, 0.0
         self._best_value = self._best_epoch = self._best_val_loss = None
         self._wait, self._early_stopped, self._last_record = 0, False, None
-        es = t["early_stopping"]
-        self._best_params = np.empty_like(self.net.params) if es and es["restore_best"] else None
 
     def _check_early_stopping(self):
         es = self.spec["training"]["early_stopping"]
@@ -162,8 +167,8 @@ class Trainer:
         net, m, tel, sq = self.net, hi - lo, self.telemetry, self.telemetry.sq
         ws, x, t = self._workspace(m), self._Xp[lo:hi], self._Tp[lo:hi]
         out = forward(net, ws, x)
-        loss = self._loss_value(ws.z[-1], out, t, self.spec["loss"])
-        backward(net, ws, x, t, self._loss_delta, self.spec["loss"], fold / m, self.gW, self.gb)
+        loss = self._loss_value(ws.z[-1], out, t, self._loss_params)
+        backward(net, ws, x, t, self._loss_delta, self._loss_params, fold / m, self.gW, self.gb)
         gsq = segment_sq_norms(self.grads, net.segments, tel.g_sq, self._scratch)
         total = float(gsq.sum())
         if not (math.isfinite(loss) and math.isfinite(total)):
@@ -176,7 +181,7 @@ class Trainer:
             segment_sq_norms(ws.delta_flat, ws.delta_segments, tel.d_sq, ws.scratch)
             segment_sq_norms(net.params, net.segments, tel.w_sq, self._scratch)
             tel.add_activations(ws)
-        clip = self.spec["training"]["gradient_clip_norm"]
+        clip = self._clip
         clipped = clip is not None and math.sqrt(total) / fold > clip
         if clipped:
             self.grads *= clip / (math.sqrt(total) / fold)
@@ -198,8 +203,8 @@ class Trainer:
         scale = self._scales.get(key)
         if scale is None:
             L = self.net.depth
-            scale = np.concatenate([np.full(2 * L, fold ** -2), np.full(L, m / fold ** 2),
-                                    np.ones(2 * L), np.full(2 * L, s * s)]).astype(self.dtype)
+            scale = np.concatenate([np.ones(2 * L), np.full(2 * L, s * s), np.full(2 * L, fold ** -2),
+                                    np.full(L, m / fold ** 2), np.ones(L)]).astype(self.dtype)
             self._scales[key] = scale
         return scale
 
@@ -285,43 +290,11 @@ class Trainer:
         return Model(list(zip(net.W, net.b)), net.activations, net.alphas, self.spec["loss"],
                      self.n_classes, self.squeeze)
 
-    # ---- checkpoints -----------------------------------------------------------------
+    # ---- checkpoints (format in trainer_state.py) -------------------------------------
 
     def state_bytes(self):
         """Serialise the complete training state to npz bytes (no pickle)."""
-        arrays = {"params": self.net.params, **self.telemetry.arrays()}
-        arrays.update({f"opt_{k}": v for k, v in self.optimizer.state().items()})
-        if self._best_params is not None:
-            arrays["best_params"] = self._best_params
-        rng_state = self._epoch_rng_state if self._in_epoch else self.rng.bit_generator.state
-        meta = {"format": "gradtrace.trainer/1", "spec": self.spec, "epoch": self.epoch, "pos": self.pos,
-                "in_epoch": self._in_epoch, "finished": self._finished, "rng": rng_state,
-                "loss_sum": self._loss_sum, "n_seen": self._n_seen, "correct": self._correct,
-                "elapsed": self._elapsed, "best_value": self._best_value, "best_epoch": self._best_epoch,
-                "best_val_loss": self._best_val_loss, "wait": self._wait, "early_stopped": self._early_stopped,
-                "last_record": None if self._last_record is None else self._last_record.to_dict()}
-        return checkpoint.pack(arrays, meta)
+        return dump_state(self)
 
     def _load(self, state):
-        arrays, meta = checkpoint.unpack(state)
-        if meta.get("format") != "gradtrace.trainer/1":
-            raise ValueError("not a gradtrace trainer checkpoint")
-        if meta["spec"] != self.spec:
-            raise ValueError("the checkpoint was written for a different spec")
-        np.copyto(self.net.params, arrays["params"])
-        load_optimizer_state(self.optimizer, {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")})
-        self.telemetry.load(arrays)
-        if self._best_params is not None:
-            np.copyto(self._best_params, arrays["best_params"])
-        for key in ("epoch", "pos", "loss_sum", "n_seen", "correct", "elapsed", "best_value",
-                    "best_epoch", "best_val_loss", "wait"):
-            setattr(self, key if key in ("epoch", "pos") else f"_{key}", meta[key])
-        self._in_epoch, self._finished, self._early_stopped = meta["in_epoch"], meta["finished"], meta["early_stopped"]
-        self.rng.bit_generator.state = meta["rng"]
-        if self._in_epoch:
-            self._epoch_rng_state = meta["rng"]
-            self._draw_order()  # redraws the same permutation and leaves the RNG where it was
-        last = meta["last_record"]
-        if last is not None:
-            last["layers"] = [LayerRecord(**r) for r in last["layers"]]
-            self._last_record = EpochRecord(**last)
+        load_state(self, state)

@@ -1,15 +1,19 @@
 """The application factory: nothing happens at import time."""
 from __future__ import annotations
 
-from flask import redirect, request
+import re
+
+from flask import current_app, redirect, request
 from flask_openapi3 import Info, OpenAPI
 
 from jobs.settings import Settings
 from service.auth import require_user
 from service.errors import ApiError, register_error_handlers, validation_error_response
+from service.hardening import check_deployment_settings, init_hardening
 from service.jsonio import StrictJSONProvider, strict_loads
 from service.openapi_doc import finish_openapi
 from service.queue import init_queue
+from service.ratelimit import init_rate_limit
 from service.session import init_db
 
 BODY_METHODS = ("POST", "PUT", "PATCH")
@@ -17,6 +21,7 @@ BODY_METHODS = ("POST", "PUT", "PATCH")
 
 def create_app(settings: Settings | None = None) -> OpenAPI:
     settings = settings or Settings.from_env()
+    check_deployment_settings(settings)
     app = OpenAPI(
         "gradtrace",
         info=Info(title="gradtrace", version="1",
@@ -29,12 +34,16 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.json = StrictJSONProvider(app)
     app.config.update(GRADTRACE=settings, DEBUG=False, PROPAGATE_EXCEPTIONS=False,
                       MAX_CONTENT_LENGTH=settings.max_request_bytes,
-                      MAX_FORM_MEMORY_SIZE=settings.max_request_bytes, MAX_FORM_PARTS=20)
+                      MAX_FORM_MEMORY_SIZE=settings.max_request_bytes,
+                      MAX_FORM_PARTS=settings.max_form_parts)
     init_db(app)
     init_queue(app, settings)
     register_error_handlers(app)
-    app.before_request(_parse_json_body)
+    # Authenticate first: a stranger's body is not even parsed.
     app.before_request(require_user)
+    app.before_request(_parse_json_body)
+    init_rate_limit(app)  # after require_user: the limit is keyed by the user
+    init_hardening(app)
     _register_blueprints(app)
     finish_openapi(app)
     app.add_url_rule("/docs", "docs_index", lambda: redirect("/docs/swagger"))
@@ -42,10 +51,19 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
 
 
 def _register_blueprints(app: OpenAPI) -> None:
-    from service.routes import datasets, health, jobs, results
+    from service.routes import admin, datasets, health, jobs, results
 
-    for module in (health, datasets, jobs, results):
+    for module in (health, datasets, jobs, results, admin):
         app.register_api(module.bp)
+    from service.routes import events, plots  # issue 7: live stream and plot files
+    for module in (events, plots):
+        app.register_api(module.bp)
+    from service.routes import dashboard, sweeps  # issue 7: sweeps and the web dashboard
+    app.register_api(sweeps.bp)
+    app.register_blueprint(dashboard.bp)
+    from service.routes import backprop, trace_page  # issue 9: introspection, /trace page
+    app.register_api(backprop.bp)
+    app.register_blueprint(trace_page.bp)
 
 
 def _parse_json_body() -> None:
@@ -55,7 +73,7 @@ def _parse_json_body() -> None:
     if request.mimetype == "multipart/form-data" and request.path == "/v1/datasets":
         return
     if not request.content_length and not request.get_data(cache=True):
-        if request.path.endswith("/cancel"):
+        if not _expects_body():
             return
         raise ApiError(400, "bad_request", "the request body is empty")
     if request.mimetype != "application/json":
@@ -66,3 +84,15 @@ def _parse_json_body() -> None:
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
     request._cached_json = (body, body)
+
+
+def _expects_body() -> bool:
+    """Whether the matched operation declares a request body in the OpenAPI document."""
+    bodies = current_app.extensions.get("gradtrace_body_operations")
+    if bodies is None:
+        bodies = current_app.extensions["gradtrace_body_operations"] = {
+            (path, method) for path, ops in current_app.api_doc.get("paths", {}).items()
+            for method, op in ops.items() if isinstance(op, dict) and "requestBody" in op}
+    rule = request.url_rule.rule if request.url_rule else ""
+    path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+    return (path, request.method.lower()) in bodies

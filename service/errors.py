@@ -76,7 +76,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
-        return error_response(exc.code or 500, code, exc.description or exc.name)
+        # Keep the protocol headers werkzeug attached (Allow on 405, Retry-After...).
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return error_response(exc.code or 500, code, exc.description or exc.name,
+                              headers=headers)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

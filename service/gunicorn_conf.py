@@ -1,4 +1,6 @@
-"""Gunicorn settings for the gradtrace API (`gunicorn --config service/gunicorn_conf.py service.wsgi:app`).
+"""Gunicorn settings for the gradtrace API.
+
+`gunicorn --config service/gunicorn_conf.py service.wsgi:app` (docker-compose.yml, api).
 
 Loaded by gunicorn as a plain Python file, not imported as part of the `service` package; in the
 image it sits alone in /app/service/ (no __init__.py there), so it must not import project code.

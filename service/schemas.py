@@ -17,14 +17,20 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class DatasetArrays(Strict):
+class StrictBody(Strict):
+    """A JSON body: no type coercion either (`false` is not the integer 0, "1" not 1)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class DatasetArrays(StrictBody):
     name: str = Field(min_length=1, max_length=200)
     X: list[list[Any]] = Field(min_length=1)
     y: list[Any] = Field(min_length=1)
     task: Literal["classification", "regression"] | None = None
 
 
-class DatasetBuiltin(Strict):
+class DatasetBuiltin(StrictBody):
     name: str = Field(min_length=1, max_length=200)
     builtin: Literal["xor", "moons", "circles", "spirals", "blobs"]
     n_samples: int = Field(200, ge=4, le=1_000_000)
@@ -51,13 +57,13 @@ class PageQuery(Strict):
 
 
 class JobListQuery(Strict):
-    status: Literal["queued", "running", "cancelling", "cancelled", "succeeded",
+    status: Literal["waiting", "queued", "running", "cancelling", "cancelled", "succeeded",
                     "failed"] | None = None
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, max_length=400)
 
 
-class JobCreate(Strict):
+class JobCreate(StrictBody):
     dataset_id: str = Field(max_length=64)
     name: str = Name
     network: dict[str, Any]
@@ -86,5 +92,57 @@ class ModelQuery(Strict):
     format: Literal["json", "npz"] = "json"
 
 
-class PredictBody(Strict):
+class PredictBody(StrictBody):
     X: list[list[float]] = Field(min_length=1, max_length=10_000)
+
+
+# --- Admin routes (issue 6) --------------------------------------------------------------
+
+class AdminPageQuery(Strict):
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=1_000_000)
+
+
+class AdminTokenQuery(AdminPageQuery):
+    user_id: str | None = Field(None, max_length=36)
+
+
+class AdminJobQuery(Strict):
+    owner_id: str | None = Field(None, max_length=36)
+    status: Literal["queued", "running", "cancelling", "cancelled", "succeeded",
+                    "failed"] | None = None
+    limit: int = Field(50, ge=1, le=200)
+    offset: int = Field(0, ge=0, le=1_000_000)
+
+
+class AdminTokenCreate(StrictBody):
+    """A token for a user (created if new, never with the admin role: that is CLI-only)."""
+
+    # Plain identifiers only: a name is shown in logs and admin listings.
+    user: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
+    label: str = Field("", max_length=100)
+    expires_in_days: float | None = Field(None, gt=0, le=3650)
+
+
+# --- Sweeps (issue 7) ----------------------------------------------------------------------
+
+class SweepSearch(StrictBody):
+    """Parameter paths map to a list of values or a distribution; jobs.sweep_search
+    checks both and names the offending path."""
+
+    method: Literal["grid", "random"] = "grid"
+    parameters: dict[str, Any] = Field(min_length=1, max_length=20)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+
+
+class SweepCreate(StrictBody):
+    name: str = Name
+    dataset_id: str = Field(max_length=64)
+    base: dict[str, Any]
+    search: SweepSearch
+    max_trials: int | None = Field(None, ge=1, le=256)
+    parallel_trials: int = Field(2, ge=1, le=64)
+    metric: Literal["final_val_loss", "best_val_loss", "final_train_loss", "best_train_loss",
+                    "final_val_accuracy", "final_train_accuracy",
+                    "training_seconds"] = "final_val_loss"
+    goal: Literal["minimize", "maximize"] | None = None

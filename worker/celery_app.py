@@ -7,8 +7,10 @@ import threading
 from celery import Celery, signals
 
 from jobs.db import make_engine, make_sessionmaker
-from jobs.queue_config import EMBEDDED_POLLING_S, celery_config
+from jobs.queue_config import EMBEDDED_POLLING_S, RUN_JOB_TASK, celery_config
 from jobs.settings import Settings
+from worker.faults import job_start_hook
+from worker.reaper_loop import ReaperLoop
 
 
 class WorkerRuntime:
@@ -17,6 +19,8 @@ class WorkerRuntime:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.shutdown = threading.Event()
+        self.on_job_start = job_start_hook(settings)
+        self.reaper: ReaperLoop | None = None
         self._factory = None
         self._pid = None
 
@@ -45,9 +49,18 @@ def create_celery(settings: Settings) -> Celery:
     app.gradtrace = WorkerRuntime(settings)
     app.autodiscover_tasks(["worker"], related_name="tasks", force=True)
 
+    def _on_ready(**_kwargs):
+        runtime = app.gradtrace
+        runtime.reaper = ReaperLoop(lambda: runtime.factory, settings,
+                                    lambda job_id: app.send_task(RUN_JOB_TASK, args=[job_id]))
+        runtime.reaper.start()
+
     def _on_shutdown(**_kwargs):
         # SIGTERM: ask the running job to checkpoint at its next batch and requeue.
         app.gradtrace.shutdown.set()
+        if app.gradtrace.reaper is not None:
+            app.gradtrace.reaper.stop()
 
+    signals.worker_ready.connect(_on_ready, weak=False)
     signals.worker_shutting_down.connect(_on_shutdown, weak=False)
     return app

@@ -60,6 +60,25 @@ def upgrade() -> None:
     with op.batch_alter_table('tokens', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tokens_user_id'), ['user_id'], unique=False)
 
+    op.create_table('sweeps',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('owner_id', sa.String(length=36), nullable=False),
+    sa.Column('dataset_id', sa.String(length=36), nullable=True),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('base', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('search', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('metric', sa.String(length=40), nullable=False),
+    sa.Column('goal', sa.String(length=10), nullable=False),
+    sa.Column('max_trials', sa.Integer(), nullable=False),
+    sa.Column('parallel_trials', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['dataset_id'], ['datasets.id'], ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['owner_id'], ['users.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('sweeps', schema=None) as batch_op:
+        batch_op.create_index('ix_sweeps_owner_created', ['owner_id', 'created_at'], unique=False)
+
     op.create_table('jobs',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('owner_id', sa.String(length=36), nullable=False),
@@ -79,6 +98,10 @@ def upgrade() -> None:
     sa.Column('lease_epoch', sa.Integer(), nullable=False),
     sa.Column('lease_expires_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('checkpoint_uri', sa.String(length=300), nullable=True),
+    sa.Column('run_seconds', sa.Float(), server_default='0', nullable=False),
+    sa.Column('sweep_id', sa.String(length=36), nullable=True),
+    sa.Column('sweep_trial', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('enqueued_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
@@ -86,6 +109,7 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.ForeignKeyConstraint(['dataset_id'], ['datasets.id'], ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['owner_id'], ['users.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['sweep_id'], ['sweeps.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('owner_id', 'idempotency_key', name='uq_jobs_owner_idempotency')
     )
@@ -93,6 +117,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_jobs_dataset_id'), ['dataset_id'], unique=False)
         batch_op.create_index('ix_jobs_owner_created', ['owner_id', 'created_at'], unique=False)
         batch_op.create_index('ix_jobs_status_lease', ['status', 'lease_expires_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_jobs_sweep_id'), ['sweep_id'], unique=False)
 
     op.create_table('artifacts',
     sa.Column('job_id', sa.String(length=36), nullable=False),
@@ -116,6 +141,15 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('job_id', 'epoch')
     )
+    op.create_table('gradient_checks',
+    sa.Column('job_id', sa.String(length=36), nullable=False),
+    sa.Column('epoch', sa.Integer(), nullable=False),
+    sa.Column('layer', sa.Integer(), nullable=False),
+    sa.Column('weight_rel_error', sa.Float(), nullable=True),
+    sa.Column('bias_rel_error', sa.Float(), nullable=True),
+    sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('job_id', 'epoch', 'layer')
+    )
     op.create_table('layer_metrics',
     sa.Column('job_id', sa.String(length=36), nullable=False),
     sa.Column('epoch', sa.Integer(), nullable=False),
@@ -134,14 +168,20 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('layer_metrics')
+    op.drop_table('gradient_checks')
     op.drop_table('epoch_metrics')
     op.drop_table('artifacts')
     with op.batch_alter_table('jobs', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_jobs_sweep_id'))
         batch_op.drop_index('ix_jobs_status_lease')
         batch_op.drop_index('ix_jobs_owner_created')
         batch_op.drop_index(batch_op.f('ix_jobs_dataset_id'))
 
     op.drop_table('jobs')
+    with op.batch_alter_table('sweeps', schema=None) as batch_op:
+        batch_op.drop_index('ix_sweeps_owner_created')
+
+    op.drop_table('sweeps')
     with op.batch_alter_table('tokens', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_tokens_user_id'))
 

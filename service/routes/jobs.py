@@ -5,6 +5,7 @@ from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 
 from jobs import submission
+from jobs.diagnosis import diagnose
 from jobs.job_views import job_to_dict
 from service.auth import current_user_id
 from service.queue import publish_job
@@ -38,7 +39,9 @@ def list_jobs(query: JobListQuery):
 
 @bp.get("/<id>", summary="One job: status, progress, summary")
 def get_job(path: IdPath):
-    return job_to_dict(submission.get_job(db(), current_user_id(), path.id))
+    session = db()
+    job = submission.get_job(session, current_user_id(), path.id)
+    return {**job_to_dict(job), "diagnosis": diagnose(session, job)}
 
 
 @bp.post("/<id>/cancel", summary="Cancel a job (409 if it already finished)",

@@ -114,7 +114,8 @@ def references(node: Any) -> list[tuple[str, str | None, str]]:
         for m in _REF.finditer(s):
             if m.group("escaped"):
                 continue
-            refs.append((m.group("braced") or m.group("named"), m.group("op"), m.group("arg") or ""))
+            name = m.group("braced") or m.group("named")
+            refs.append((name, m.group("op"), m.group("arg") or ""))
     return refs
 
 
@@ -161,3 +162,62 @@ def settings_env_names() -> dict[str, str]:
         if field.alias:
             names[field.alias.upper()] = field_name
     return names
+
+
+# --- Dockerfile ---------------------------------------------------------------------------------
+
+def dockerfile_stages(path: Path = DOCKERFILE) -> list[list[str]]:
+    """Instructions per stage (line continuations joined, comments and blank lines dropped)."""
+    text = re.sub(r"\\\n", " ", Path(path).read_text(encoding="utf-8"))
+    stages: list[list[str]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            stages.append([])
+        if stages:
+            stages[-1].append(line)
+    return stages
+
+
+def stage_env(stage: list[str]) -> dict[str, str]:
+    """The ENV KEY=VALUE pairs a stage sets."""
+    import shlex
+
+    env: dict[str, str] = {}
+    for line in stage:
+        if line.upper().startswith("ENV "):
+            for item in shlex.split(line[4:]):
+                key, _, value = item.partition("=")
+                env[key] = value
+    return env
+
+
+def materialize_copies(stage: list[str], dest: Path) -> list[str]:
+    """Reproduce a stage's build-context COPYs (relative targets, i.e. into its WORKDIR) under
+    `dest`, skipping __pycache__; returns the copied sources."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for line in stage:
+        parts = line.split()
+        if parts[0].upper() != "COPY" or any(p.startswith("--from") for p in parts):
+            continue
+        *sources, target = [p for p in parts[1:] if not p.startswith("--")]
+        if target.startswith("/"):
+            raise ValueError(f"absolute COPY target not handled: {line}")
+        for src in sources:
+            src_path = ROOT / src
+            out = dest / target
+            if target.endswith("/") or target in (".", "./"):
+                out = out / src_path.name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if src_path.is_dir():
+                shutil.copytree(src_path, out,
+                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                shutil.copy2(src_path, out)
+            copied.append(src)
+    return copied

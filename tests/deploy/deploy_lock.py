@@ -45,7 +45,11 @@ def runtime_closure() -> dict[str, tuple[str, str]]:
     while todo:
         req = todo.pop()
         name = canonicalize_name(req.name)
-        dist = metadata.distribution(req.name)
+        try:
+            dist = metadata.distribution(req.name)
+        except metadata.PackageNotFoundError:
+            raise RuntimeError(f"{req} is a runtime dependency but is not installed in this "
+                               "environment; pip install -e . first") from None
         seen[name] = (dist.metadata["Name"], dist.version)
         for extra in ["", *sorted(req.extras)]:
             if (name, extra) in visited:
@@ -65,8 +69,10 @@ def runtime_closure() -> dict[str, tuple[str, str]]:
 def render() -> str:
     lines = [
         "# Runtime dependency pins for the gradtrace image (Dockerfile builds wheels from these).",
-        "# Generated from the dev venv: .venv/bin/python tests/deploy/deploy_lock.py > constraints.txt",
-        "# Runtime closure of [project].dependencies only; test/bench tools and gradtrace excluded.",
+        "# Generated from the dev venv:",
+        "#   .venv/bin/python tests/deploy/deploy_lock.py > constraints.txt",
+        "# Runtime closure of [project].dependencies only; test/bench tools and gradtrace",
+        "# itself excluded.",
     ]
     for _, (dist_name, version) in sorted(runtime_closure().items()):
         lines.append(f"{dist_name}=={version}")

@@ -180,3 +180,22 @@ def test_gradient_check_uses_given_weights_and_checkpoint(spec_factory):
     by_state = mlp.gradient_check(spec, X, y, n_classes=2, state=trainer.state_bytes())
     assert by_model["layers"] == by_state["layers"]
     assert by_model["max_rel_error"] < 1e-6
+
+
+@pytest.mark.parametrize("loss,out_act", [("mse", "tanh"), ("mae", "identity"), ("huber", "elu"),
+                                          ("binary_cross_entropy", "sigmoid"), ("cross_entropy", "softmax")])
+@pytest.mark.parametrize("scale", [1.0, 400.0])
+def test_engine_loss_values_match_the_reference_even_for_extreme_logits(loss, out_act, scale):
+    net, acts, X, y = case(2, "tanh", out_act, loss, seed=11)
+    net.W[-1][...] *= scale  # scale 400 drives logits far past exp's range
+    ws = Workspace(net, len(X))
+    out = forward(net, ws, X)
+    engine = LOSSES[loss][0](ws.z[-1], out, y, {"name": loss, "delta": 0.8})
+    z = ref_activation("tanh", X @ net.W[0] + net.b[0]) @ net.W[1] + net.b[1]
+    if loss == "cross_entropy":
+        reference = np.mean(np.logaddexp.reduce(z, axis=1) - z[np.arange(len(y)), y])
+    elif loss == "binary_cross_entropy":
+        reference = np.mean(np.logaddexp(0, z) - y * z)
+    else:
+        reference = ref_loss(loss, ref_activation(out_act, z), y)
+    assert np.isfinite(engine) and engine == pytest.approx(reference, rel=1e-12)

@@ -58,3 +58,24 @@ def test_regression_with_huber_and_one_dimensional_targets():
     assert pred.shape == (256,)
     assert result.final.train_accuracy is None
     assert np.mean((pred - y) ** 2) < 0.05
+
+
+def test_separate_validation_set_is_used_and_excludes_a_split():
+    X, y, _ = mlp.datasets.make("moons", n_samples=200, seed=3)
+    Xtr, ytr, Xva, yva = train_test_split(X, y, test_fraction=0.25)
+    spec = make_spec(training={"epochs": 3, "batch_size": 16, "seed": 0})
+    result = mlp.Trainer(spec, Xtr, ytr, n_classes=2, X_val=Xva, y_val=yva).fit()
+    assert result.final.val_loss is not None and result.final.val_accuracy is not None
+    with pytest.raises(mlp.SpecError, match="training.validation_split"):
+        split = make_spec(training={"validation_split": 0.2})
+        mlp.Trainer(split, Xtr, ytr, n_classes=2, X_val=Xva, y_val=yva)
+
+
+@pytest.mark.parametrize("name", ["xor", "moons", "circles", "spirals", "blobs"])
+def test_datasets_are_seeded_and_shaped(name):
+    X, y, classes = mlp.datasets.make(name, n_samples=90, seed=4)
+    X2, y2, _ = mlp.datasets.make(name, n_samples=90, seed=4)
+    assert np.array_equal(X, X2) and np.array_equal(y, y2)
+    assert X.dtype == np.float64 and X.shape == (len(y), 2) and y.dtype.kind == "i"
+    assert classes == [str(c) for c in range(y.max() + 1)]
+    assert len(y) == (4 if name == "xor" else 90)

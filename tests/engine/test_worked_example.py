@@ -64,3 +64,13 @@ def test_trace_summarises_large_arrays():
     assert z["shape"] == [40, 2] and "values" not in z and len(z["top"]) == 8
     top = [abs(e["value"]) for e in z["top"]]
     assert top == sorted(top, reverse=True)
+
+
+def test_trace_of_a_softmax_classifier_takes_class_indices():
+    rng = np.random.default_rng(1)
+    model = mlp.Model([(rng.normal(size=(2, 3)), np.zeros(3)), (rng.normal(size=(3, 3)), np.zeros(3))],
+                      ["tanh", "softmax"], [0.0, 0.0], {"name": "cross_entropy"}, n_classes=3)
+    t = mlp.trace(model, rng.normal(size=(4, 2)), np.array([0, 2, 1, 2]), loss="cross_entropy")
+    delta = np.array(t["layers"][1]["delta"]["values"])
+    assert delta.shape == (4, 3) and np.allclose(delta.sum(axis=1), 0.0)  # rows of (p − onehot)/m
+    assert t["loss"] > 0

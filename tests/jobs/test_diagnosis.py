@@ -131,12 +131,7 @@ def test_a_repeated_poll_reads_only_new_epochs(diagnosed, session, engine):
     assert {f["code"]: f for f in again["flags"]} == first
 
 
-def test_incremental_diagnosis_equals_a_full_pass(diagnosed, session):
+def test_reading_in_small_chunks_gives_the_same_flags(diagnosed, session, monkeypatch):
     job, full = diagnosed(DEEP_SIGMOID)
-    rows = list(diagnosis._rows_after(session, job, 0, 7))
-    state = diagnosis.Detectors(["sigmoid"] * 7)
-    for row in rows[:37]:
-        state.feed(row)
-    for row in rows[37:]:
-        state.feed(row)
-    assert {code: f for code, f in state.flags.items()} == full
+    monkeypatch.setattr(diagnosis, "READ_CHUNK", 7)
+    assert flags(session, job) == full

@@ -12,7 +12,7 @@ def test_celery_is_json_only_and_acks_late(settings):
     assert RUN_JOB_TASK in app.tasks
 
 
-def test_task_hands_the_job_id_to_the_job_logic(settings, monkeypatch):
+def test_task_hands_the_job_id_to_the_job_logic(settings, session_factory, monkeypatch):
     app = create_celery(settings)
     calls = []
     monkeypatch.setattr("jobs.training.run_job",

@@ -1,0 +1,59 @@
+"""A Trainer's complete state as npz bytes: arrays plus JSON metadata, never pickle.
+
+Arrays: ``params``, the optimizer's state (``opt_*``), the epoch's telemetry sums
+(``tel_*``) and, with early stopping, ``best_params``. Metadata: the canonical spec
+(a checkpoint only resumes the same spec), epoch and batch position, the RNG state
+(from the start of the epoch when stopped mid-epoch, so the same permutation is
+redrawn), the epoch's loss/accuracy sums, early-stopping bookkeeping, the last record.
+"""
+import numpy as np
+
+from . import checkpoint
+from .optimizers import load_optimizer_state
+from .records import EpochRecord, LayerRecord
+
+FORMAT = "gradtrace.trainer/1"
+SCALARS = ("epoch", "pos", "loss_sum", "n_seen", "correct", "elapsed", "best_value", "best_epoch",
+           "best_val_loss", "wait", "in_epoch", "finished", "early_stopped")
+
+
+def _attr(name):
+    return name if name in ("epoch", "pos") else f"_{name}"
+
+
+def dump_state(trainer):
+    """Return the trainer's complete state as bytes."""
+    arrays = {"params": trainer.net.params, **trainer.telemetry.arrays()}
+    arrays.update({f"opt_{k}": v for k, v in trainer.optimizer.state().items()})
+    if trainer._best_params is not None:
+        arrays["best_params"] = trainer._best_params
+    meta = {name: getattr(trainer, _attr(name)) for name in SCALARS}
+    rng = trainer._epoch_rng_state if trainer._in_epoch else trainer.rng.bit_generator.state
+    last = trainer._last_record
+    meta.update({"format": FORMAT, "spec": trainer.spec, "rng": rng,
+                 "last_record": None if last is None else last.to_dict()})
+    return checkpoint.pack(arrays, meta)
+
+
+def load_state(trainer, data):
+    """Restore ``trainer`` (built on the same spec and data) from ``dump_state`` bytes."""
+    arrays, meta = checkpoint.unpack(data)
+    if meta.get("format") != FORMAT:
+        raise ValueError("not a gradtrace trainer checkpoint")
+    if meta["spec"] != trainer.spec:
+        raise ValueError("the checkpoint was written for a different spec")
+    np.copyto(trainer.net.params, arrays["params"])
+    load_optimizer_state(trainer.optimizer, {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")})
+    trainer.telemetry.load(arrays)
+    if trainer._best_params is not None:
+        np.copyto(trainer._best_params, arrays["best_params"])
+    for name in SCALARS:
+        setattr(trainer, _attr(name), meta[name])
+    trainer.rng.bit_generator.state = meta["rng"]
+    if trainer._in_epoch:
+        trainer._epoch_rng_state = meta["rng"]
+        trainer._draw_order()  # the same permutation; leaves the RNG where it was
+    last = meta["last_record"]
+    if last is not None:
+        last["layers"] = [LayerRecord(**r) for r in last["layers"]]
+        trainer._last_record = EpochRecord(**last)
