@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast faults bench lint clean
+.PHONY: run test test-fast faults bench lint clean browser-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/gradtrace-standalone
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest
+
+# Debian's chromium for tests/browser (Playwright drives it; never `playwright install`).
+# Installed when missing and running as root (CI); otherwise say how, and the browser
+# tests skip (under CI=true they fail).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+	  && apt-get install -y -qq --no-install-recommends chromium; } \
+	  || echo "browser tests need chromium: sudo apt-get install -y chromium"
 
 clean:
 	rm -rf $(VENV) .gradtrace .pytest_cache

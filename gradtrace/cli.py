@@ -200,7 +200,7 @@ def status(ctx: typer.Context,
     cli = _ctx(ctx)
     client = cli.client()
     if job_id:
-        table = Table("field", "value", show_header=False)
+        table = Table("field", "value", show_header=False, box=None)
         for key, value in _job_rows(client.get_job(job_id)):
             table.add_row(key, value)
         cli.out.print(table)

@@ -8,8 +8,6 @@ from __future__ import annotations
 import io
 import math
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from rich.table import Table
 
 from gradtrace.client import Job, Metrics
@@ -44,6 +42,11 @@ def compare_table(jobs: list[Job]) -> Table:
 def compare_png(jobs: list[Job], metrics: list[Metrics], *, width: int = 1000,
                 height: int = 600) -> bytes:
     """Train (solid) and validation (dashed) loss of every job on one log-scale axis."""
+    # Imported here: matplotlib takes most of a second to import, and every other CLI
+    # command should start fast.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width / 100, height / 100), dpi=100, layout="constrained")
     ax = fig.subplots()
     for index, (job, m) in enumerate(zip(jobs, metrics)):

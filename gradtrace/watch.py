@@ -75,6 +75,7 @@ class PlainView:
 
     def status(self, event: StatusEvent) -> None:
         self.epochs = event.epochs
+        self._flush(time.monotonic())
         self.out.print(f"status {event.status} (epoch {event.epoch}/{event.epochs})",
                        highlight=False)
 

@@ -1,6 +1,8 @@
 """Automatic diagnosis: flags raised from a job's stored telemetry.
 
-Each flag names the epoch its condition started and explains itself in one line. The
+Each flag names the epoch its condition started (`epoch`), the epoch it stopped holding
+(`until`, null while it holds) and explains itself in one line; only a code's first
+occurrence is reported. The
 detectors are streaming state machines fed one recorded epoch at a time, and their state
 is cached per process, so a poll of a running job reads only the epochs recorded since
 the previous poll. Thresholds and their reasoning are in docs/diagnosis.md.
@@ -83,6 +85,7 @@ class Detectors:
     plateau_anchor: tuple[float, int, int] | None = None  # (best loss, its epoch, row count)
     rows_seen: int = 0
     recent: deque = field(default_factory=lambda: deque(maxlen=OSCILLATION_WINDOW))
+    open: dict[str, str] = field(default_factory=dict)  # condition key -> its raised flag
 
     def feed(self, row: Row) -> None:
         self.epoch, self.rows_seen = row.epoch, self.rows_seen + 1
@@ -90,11 +93,23 @@ class Detectors:
         if row.loss is not None:
             self._loss(row)
 
-    def raise_flag(self, code: str, epoch: int, message: str, layer: int | None = None) -> None:
+    def raise_flag(self, key: str, code: str, epoch: int, message: str,
+                   layer: int | None = None) -> None:
+        """Report the first occurrence of `code`; it stays open while `key` holds."""
         if code not in self.flags:
-            self.flags[code] = {"code": code, "epoch": epoch, "layer": layer, "message": message}
+            self.flags[code] = {"code": code, "epoch": epoch, "until": None, "layer": layer,
+                                "message": message}
+            self.open[key] = code
+
+    def release(self, key: str, epoch: int) -> None:
+        """The condition `key` stopped holding at `epoch`: close its flag there."""
+        code = self.open.pop(key, None)
+        if code is not None:
+            self.flags[code]["until"] = epoch
 
     def _streak(self, key: str, holds: bool, epoch: int) -> Streak | None:
+        if not holds and key in self.open:
+            self.release(key, epoch)
         streak = self.streaks.setdefault(key, Streak())
         return streak if streak.step(holds, epoch) else None
 
@@ -111,35 +126,44 @@ class Detectors:
         ratio = first / last if first is not None and last else None
         low = self._streak("vanishing", ratio is not None and ratio < VANISHING_RATIO, row.epoch)
         if low:
-            self.raise_flag("vanishing_gradients", low.start,
+            self.raise_flag("vanishing", "vanishing_gradients", low.start,
                             f"the error reaching layer 1 is {ratio:.1e} of the output layer's "
                             f"(‖δ¹‖/‖δᴸ‖ < {VANISHING_RATIO:g} for {SUSTAIN} recorded epochs): "
                             "early layers barely learn", 1)
         high = self._streak("exploding", ratio is not None and ratio > EXPLODING_RATIO, row.epoch)
         if high:
-            self.raise_flag("exploding_gradients", high.start,
+            self.raise_flag("exploding", "exploding_gradients", high.start,
                             f"the error grows {ratio:.1e}× on its way back to layer 1 "
                             f"(‖δ¹‖/‖δᴸ‖ > {EXPLODING_RATIO:g} for {SUSTAIN} recorded epochs)", 1)
 
     def _layer(self, row: Row, i: int, act: str, is_output: bool) -> None:
         grad, start = row.grad[i], self.first_grad[i]
         if grad is not None and start and grad > EXPLODING_GROWTH * start:
-            self.raise_flag("exploding_gradients", row.epoch,
+            self.raise_flag(f"grown{i}", "exploding_gradients", row.epoch,
                             f"layer {i + 1}'s weight gradient grew {grad / start:.1e}× above "
                             f"its first recorded norm", i + 1)
+        elif self.open:
+            self.release(f"grown{i}", row.epoch)
+        if act in RELU_FAMILY:
+            self._dead(row, i, act)
+        elif act in SATURATING and not is_output:
+            # A confident output unit saturates by design; only hidden layers are judged.
+            self._saturated(row, i, act)
+
+    def _dead(self, row: Row, i: int, act: str) -> None:
         dead = row.dead[i]
-        streak = self._streak(f"dead{i}", act in RELU_FAMILY and dead is not None
-                              and dead >= DEAD_FRACTION, row.epoch)
+        streak = self._streak(f"dead{i}", dead is not None and dead >= DEAD_FRACTION, row.epoch)
         if streak:
-            self.raise_flag("dead_relu", streak.start,
+            self.raise_flag(f"dead{i}", "dead_relu", streak.start,
                             f"{dead:.0%} of layer {i + 1}'s {act} units output 0 for every "
                             "sample: they pass no gradient and cannot recover", i + 1)
+
+    def _saturated(self, row: Row, i: int, act: str) -> None:
         sat = row.saturated[i]
-        # A confident output unit saturates by design; only hidden layers are judged.
-        streak = self._streak(f"sat{i}", act in SATURATING and not is_output and sat is not None
-                              and sat >= SATURATED_FRACTION, row.epoch)
+        streak = self._streak(f"sat{i}", sat is not None and sat >= SATURATED_FRACTION,
+                              row.epoch)
         if streak:
-            self.raise_flag("saturated_units", streak.start,
+            self.raise_flag(f"sat{i}", "saturated_units", streak.start,
                             f"{sat:.0%} of layer {i + 1}'s {act} activations are saturated: "
                             "their derivative is near 0 and the error stops there", i + 1)
 
@@ -154,11 +178,12 @@ class Detectors:
         anchor = self.plateau_anchor
         if anchor is None or loss < anchor[0] * (1 - PLATEAU_IMPROVEMENT):
             self.plateau_anchor = (loss, epoch, self.rows_seen)
+            self.release("plateau", epoch)
             return
         best, since, count = anchor
         if (self.rows_seen - count >= PLATEAU_WINDOW
                 and best > PLATEAU_UNLEARNED * self.first_loss):
-            self.raise_flag("loss_plateau", since,
+            self.raise_flag("plateau", "loss_plateau", since,
                             f"the loss has stayed near {best:.4g} ({best / self.first_loss:.0%} "
                             f"of its first value) for {self.rows_seen - count} recorded epochs")
 
@@ -173,9 +198,11 @@ class Detectors:
         losses = [v for _, v in self.recent]
         rises = sum(b > a for a, b in zip(losses, losses[1:]))
         mean = sum(losses) / len(losses)
-        if (rises >= OSCILLATION_RISES and mean >= OSCILLATION_GROWTH * before
+        if not (rises >= OSCILLATION_RISES and mean >= OSCILLATION_GROWTH * before
                 and mean - before >= 0.01 * self.first_loss):
-            self.raise_flag("learning_rate_too_high", self.recent[0][0],
+            self.release("oscillation", epoch)
+        else:
+            self.raise_flag("oscillation", "learning_rate_too_high", self.recent[0][0],
                             f"the loss rose in {rises} of the last {len(losses) - 1} recorded "
                             f"epochs, to {mean / before:.1f}× its best: steps overshoot the "
                             "minimum; lower the learning rate")
@@ -209,7 +236,7 @@ def divergence_flag(job: Job) -> dict | None:
         return None
     found = re.search(r"epoch (\d+)", job.error)
     epoch = int(found.group(1)) if found else job.epoch
-    return {"code": "divergence", "epoch": epoch, "layer": None,
+    return {"code": "divergence", "epoch": epoch, "until": None, "layer": None,
             "message": f"training stopped: {job.error}"}
 
 
@@ -222,24 +249,28 @@ def _rows_after(session: Session, job: Job, after: int, depth: int):
             .order_by(EpochMetric.epoch).limit(READ_CHUNK)).all()
         if not epochs:
             return
-        layers = _layer_rows(session, job, after, epochs[-1].epoch)
+        layers = _layer_rows(session, job, after, epochs[-1].epoch, depth)
+        missing = [[None] * depth for _ in range(4)]
         for epoch, loss in epochs:
-            values = layers.get(epoch, {})
-            yield Row(epoch, loss, *[[values.get((l, k)) for l in range(1, depth + 1)]
-                                     for k in range(4)])
+            yield Row(epoch, loss, *layers.get(epoch, missing))
         after = epochs[-1].epoch
 
 
-def _layer_rows(session: Session, job: Job, after: int, last: int) -> dict:
+def _layer_rows(session: Session, job: Job, after: int, last: int, depth: int) -> dict:
+    """{epoch: [δ norms, gradient norms, dead fractions, saturated fractions]}, by layer."""
     rows = session.execute(
         select(LayerMetric.epoch, LayerMetric.layer, LayerMetric.delta_norm,
                LayerMetric.weight_grad_norm, LayerMetric.dead_fraction,
                LayerMetric.saturated_fraction)
         .where(LayerMetric.job_id == job.id, LayerMetric.epoch > after,
                LayerMetric.epoch <= last))
-    out: dict[int, dict] = {}
-    for epoch, layer, *values in rows:
-        per_epoch = out.setdefault(epoch, {})
-        for k, value in enumerate(values):
-            per_epoch[(layer, k)] = value
+    out: dict[int, list] = {}
+    for epoch, layer, delta, grad, dead, saturated in rows:
+        if not 1 <= layer <= depth:
+            continue
+        columns = out.get(epoch)
+        if columns is None:
+            columns = out[epoch] = [[None] * depth for _ in range(4)]
+        i = layer - 1
+        columns[0][i], columns[1][i], columns[2][i], columns[3][i] = delta, grad, dead, saturated
     return out

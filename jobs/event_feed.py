@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from jobs.diagnosis import diagnose
 from jobs.errors import NotFound
 from jobs.job_views import job_to_dict
 from jobs.metric_reader import EPOCH_COLUMNS
@@ -50,6 +51,11 @@ class FeedTiming:
     poll_s: float = 0.5
     keepalive_s: float = 15.0
     max_s: float = 3600.0
+
+
+def job_detail(session: Session, job: Job) -> dict:
+    """The job exactly as GET /v1/jobs/{id} answers it (the `done` event's data)."""
+    return {**job_to_dict(job), "diagnosis": diagnose(session, job)}
 
 
 def status_payload(job: Job) -> dict:
@@ -92,13 +98,15 @@ def poll(session: Session, owner_id: str, job_id: str, cursor: _Cursor,
     """One poll: a status event if it changed, new epochs, and `done` once finished.
 
     The status is read before the epochs, so when it says "finished" every epoch the
-    worker wrote had already been committed and is in this read. Returns (events, more)
-    where `more` says a full batch came back and the caller should poll again at once.
+    worker wrote had already been committed and is in this read. A finishing status is
+    sent after the last epoch, right before `done`; any other change (and the status at
+    connect) before the epochs. Returns (events, more): `more` says a full batch came
+    back and the caller should poll again at once.
     """
     job = get_job(session, owner_id, job_id)
+    status, finished = (job.status, job.error), job.status in FINISHED_STATUSES
     out: list[Event] = []
-    status = (job.status, job.error)
-    if status != cursor.status:
+    if status != cursor.status and (cursor.status is None or not finished):
         cursor.status = status
         out.append(Event("status", status_payload(job), cursor.last_epoch))
     epochs = epochs_after(session, job_id, cursor.last_epoch, limit)
@@ -106,8 +114,11 @@ def poll(session: Session, owner_id: str, job_id: str, cursor: _Cursor,
         cursor.last_epoch = payload["epoch"]
         out.append(Event("epoch", payload, payload["epoch"]))
     more = len(epochs) == limit
-    if job.status in FINISHED_STATUSES and not more:
-        out.append(Event("done", job_to_dict(job)))
+    if finished and not more:
+        if status != cursor.status:
+            cursor.status = status
+            out.append(Event("status", status_payload(job), cursor.last_epoch))
+        out.append(Event("done", job_detail(session, job)))
     return out, more
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 import mlp
+from mlp.trace import describe
 from jobs.artifacts import MODEL, load_artifact
 from jobs.checkpoint_store import CheckpointStore
 from jobs.datasets import load_arrays
@@ -22,8 +23,9 @@ from jobs.storage import BlobStore
 
 # Finite differences cost two forward passes per parameter: this bounds a request to
 # about a second of CPU (docs/diagnosis.md has the measurement).
-MAX_GRADCHECK_PARAMETERS = 20_000
+MAX_GRADCHECK_PARAMETERS = 10_000
 MAX_TRACE_ROWS = 16
+TRACE_MAX_FULL = 64  # mlp.trace's default: arrays up to this size are given in full
 
 
 @dataclass
@@ -106,10 +108,15 @@ def trace_job(session: Session, settings: Settings, job: Job, *, X: list[list[fl
     model = weights.model
     inputs = _trace_inputs(model, X, y)
     targets = _targets(job, model, y)
-    result = mlp.trace(model, inputs, targets, loss=model.loss, n_classes=model.n_classes)
+    result = mlp.trace(model, inputs, targets, loss=model.loss, n_classes=model.n_classes,
+                       max_full=TRACE_MAX_FULL)
+    # The weights themselves, so a reader can redo zˡ = aˡ⁻¹Wˡ + bˡ with the numbers.
+    parameters = [{"layer": i + 1, "W": describe(W, TRACE_MAX_FULL),
+                   "b": describe(b, TRACE_MAX_FULL)}
+                  for i, (W, b) in enumerate(model.layers)]
     return {"job_id": job.id, "epoch": weights.epoch, "weights": weights.source,
             "loss_function": model.loss, "classes": (job.manifest or {}).get("classes"),
-            **result}
+            "parameters": parameters, **result}
 
 
 def _trace_inputs(model: mlp.Model, X: list[list[float]], y: list) -> np.ndarray:

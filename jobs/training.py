@@ -171,7 +171,7 @@ def _train(run: Run, shutdown: threading.Event) -> str:
     flags = StopFlags(run.heartbeat, started + run.max_runtime_s - run.used_s, shutdown)
     buffer = MetricBuffer(run.factory, run.lease, flush_seconds=settings.metrics_flush_seconds,
                           flush_rows=settings.metrics_flush_rows)
-    checkpoints = _Checkpointer(run, started, settings.checkpoint_interval_s)
+    checkpoints = _Checkpointer(run, buffer, started, settings.checkpoint_interval_s)
     gradchecks = GradcheckRecorder(run.factory, settings, run.lease, trainer.spec, run.lease_lost)
     try:
         result = trainer.fit(on_epoch=lambda r: (buffer.add(r.to_dict()), checkpoints.maybe(),
@@ -189,15 +189,20 @@ def _train(run: Run, shutdown: threading.Event) -> str:
 
 
 class _Checkpointer:
-    """Saves the engine state every `interval` seconds of training, and on demand."""
+    """Saves the engine state every `interval` seconds of training, and on demand.
 
-    def __init__(self, run: Run, started: float, interval: float):
-        self._run, self._started, self._interval = run, started, interval
+    The buffered metrics are committed first: a checkpoint must never be ahead of the
+    stored metrics, or a resume from it would skip the epochs in between for good.
+    """
+
+    def __init__(self, run: Run, buffer: MetricBuffer, started: float, interval: float):
+        self._run, self._buffer, self._started, self._interval = run, buffer, started, interval
         self._last = time.monotonic()
         self._backoff = Backoff()
 
     def _save_once(self) -> None:
         run = self._run
+        self._buffer.flush(run.trainer.epoch)
         run.store.save(run.factory, run.lease, epoch=run.trainer.epoch,
                        data=run.trainer.state_bytes(),
                        run_seconds=run.used_s + time.monotonic() - self._started)

@@ -164,7 +164,7 @@ class Trainer:
 
     def _step(self, lo, hi, lr, fold, telem):
         """One minibatch: forward, loss, backward, checks, telemetry, optimizer update."""
-        net, m, tel, sq = self.net, hi - lo, self.telemetry, self.telemetry.sq
+        net, m, tel = self.net, hi - lo, self.telemetry
         ws, x, t = self._workspace(m), self._Xp[lo:hi], self._Tp[lo:hi]
         out = forward(net, ws, x)
         loss = self._loss_value(ws.z[-1], out, t, self._loss_params)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SPEC_SECTIONS = ("network", "loss", "optimizer", "training", "record", "diagnostics")
 Name = Field(default="", max_length=200)
@@ -18,9 +18,23 @@ class Strict(BaseModel):
 
 
 class StrictBody(Strict):
-    """A JSON body: no type coercion either (`false` is not the integer 0, "1" not 1)."""
+    """A JSON body: no type coercion either (`false` is not the integer 0, "1" not 1).
+
+    JSON Schema counts 3.0 as an integer, so an integral float is accepted for an `int`
+    field (and becomes an int); anything else follows pydantic's strict mode.
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integral_floats(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        ints = {name for name, field in cls.model_fields.items()
+                if field.annotation is int or field.annotation == int | None}
+        return {k: int(v) if k in ints and type(v) is float and v.is_integer()
+                and abs(v) < 2**63 else v for k, v in data.items()}
 
 
 class DatasetArrays(StrictBody):

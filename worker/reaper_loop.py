@@ -9,6 +9,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs.db import session_scope
+from jobs.db_retry import is_transient
 from jobs.reaper import ReapResult, reap
 from jobs.settings import Settings
 
@@ -47,8 +48,11 @@ class ReaperLoop(threading.Thread):
         while not self._halt.wait(period * random.uniform(0.8, 1.2)):
             try:
                 reap_and_send(self._factory(), self._settings, self._send)
-            except Exception:  # noqa: BLE001 - a DB or broker outage must not kill the loop
-                log.exception("reaper pass failed; trying again next period")
+            except Exception as exc:  # noqa: BLE001 - an outage must not kill the loop
+                if is_transient(exc):
+                    log.warning("reaper pass failed (%s); next period", exc.__class__.__name__)
+                else:
+                    log.exception("reaper pass failed; trying again next period")
 
     def stop(self) -> None:
         self._halt.set()

@@ -2,7 +2,8 @@
 
 The page holds no data: its scripts call the /v1 API with the bearer token the user
 pasted (kept in sessionStorage), so this blueprint needs no authentication of its own.
-Under the page CSP (`script-src 'self'`) every script is a file under /static.
+Under the page CSP (`script-src 'self'`) every script is a file, served under /assets
+(Flask's own app-level /static route would shadow /static).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from flask import Blueprint, send_from_directory
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
-bp = Blueprint("dashboard", __name__, static_folder=str(STATIC), static_url_path="/static")
+bp = Blueprint("dashboard", __name__, static_folder=str(STATIC), static_url_path="/assets")
 
 
 @bp.get("/")

@@ -1,8 +1,11 @@
 """Diagnosis flags on real jobs, each built to trigger one flag, and on a healthy one.
 
-The configurations are the ones docs/diagnosis.md and examples/ describe.
+Where examples/ has the configuration, the test trains that very file.
 """
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from sqlalchemy import event
 from jobs import diagnosis
 from jobs.dataset_parsing import parse_builtin, parse_json
 from jobs.diagnosis import diagnose
+from jobs.gradcheck_store import read_gradchecks
 
 
 def layer(units: int, activation: str) -> dict:
@@ -32,8 +36,16 @@ def moons(scale: float = 1.0):
 
 HEALTHY = spec([layer(16, "tanh"), layer(16, "tanh"), layer(1, "sigmoid")],
                "binary_cross_entropy", {"name": "adam", "learning_rate": 0.01}, 300)
-DEEP_SIGMOID = spec([layer(16, "sigmoid")] * 6 + [layer(1, "sigmoid")], "mse",
-                    {"name": "sgd", "learning_rate": 0.5}, 100)
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def example(name: str) -> dict:
+    body = json.loads((EXAMPLES / f"{name}.json").read_text())
+    body.pop("name")
+    return body
+
+
+DEEP_SIGMOID = example("deep_sigmoid")
 
 
 def flags(session, job) -> dict:
@@ -56,9 +68,7 @@ def test_healthy_moons_raises_no_flag(diagnosed):
 
 
 def test_healthy_relu_network_with_he_init_raises_no_flag(diagnosed):
-    relu = spec([layer(16, "relu")] * 6 + [layer(1, "sigmoid")], "mse",
-                {"name": "sgd", "learning_rate": 0.5}, 100, init="he_normal")
-    job, found = diagnosed(relu)
+    job, found = diagnosed(example("deep_relu_he"))
     assert job.status == "succeeded" and found == {}
 
 
@@ -69,6 +79,7 @@ def test_deep_sigmoid_network_vanishes_and_plateaus(diagnosed):
     assert found["vanishing_gradients"]["layer"] == 1
     assert "‖δ¹‖/‖δᴸ‖" in found["vanishing_gradients"]["message"]
     assert 1 <= found["loss_plateau"]["epoch"] <= 50
+    assert found["vanishing_gradients"]["until"] is None  # still holding at the end
 
 
 def test_deep_linear_network_with_he_init_explodes(diagnosed):
@@ -96,21 +107,28 @@ def test_unscaled_inputs_saturate_tanh(diagnosed):
 
 
 def test_oscillating_rising_loss_says_learning_rate_too_high(diagnosed):
-    fast = spec([layer(16, "tanh"), layer(1, "sigmoid")], "binary_cross_entropy",
-                {"name": "sgd", "learning_rate": 1.0, "momentum": 0.99}, 100)
-    job, found = diagnosed(fast)
+    job, found = diagnosed(example("lr_too_high"))
     assert job.status == "succeeded"
     assert "learning_rate_too_high" in found
     assert found["learning_rate_too_high"]["epoch"] <= 10
 
 
 def test_divergence_is_flagged_at_its_epoch(diagnosed):
-    diverging = spec([layer(16, "relu"), layer(1, "identity")], "mse",
-                     {"name": "sgd", "learning_rate": 0.5, "momentum": 0.9}, 50)
-    job, found = diagnosed(diverging)
+    job, found = diagnosed(example("diverging_lr"))
     assert job.status == "failed" and "diverged at epoch 4" in job.error
     assert found["divergence"]["epoch"] == 4
     assert job.error in found["divergence"]["message"]
+
+
+def test_the_xor_example_learns_with_checked_gradients(diagnosed, session):
+    job, found = diagnosed(example("xor_sigmoid_sgd"), parse_builtin("xor"))
+    assert job.summary["final_train_accuracy"] == 1.0
+    checks = read_gradchecks(session, job)
+    assert [c["epoch"] for c in checks] == [500, 1000, 1500, 2000, 2500, 3000]
+    assert all(c["max_rel_error"] < 1e-6 for c in checks)
+    # The classic XOR saddle: the loss sits near 0.25 before it falls; the flag is closed.
+    assert set(found) == {"loss_plateau"}
+    assert found["loss_plateau"]["epoch"] == 1 and 50 < found["loss_plateau"]["until"] < 3000
 
 
 def test_flags_are_ordered_by_epoch(diagnosed, session):

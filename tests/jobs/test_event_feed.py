@@ -148,3 +148,14 @@ def test_nonfinite_values_are_null_and_encoding_is_strict_json(session_factory, 
     assert Event("ping").encode() == ": ping\n\n"
     with pytest.raises(ValueError):
         Event("epoch", {"x": float("nan")}, 1).encode()
+
+
+def test_finishing_status_comes_after_the_last_epoch(session_factory, owner, job_id):
+    f = session_factory
+    set_status(f, job_id, "running")
+    script = Script([lambda: (record(f, job_id, list(range(1, 301))),
+                              set_status(f, job_id, "succeeded"))])
+    events = run_feed(f, owner, job_id, script)
+    assert [(e.kind, e.id) for e in events[:1] + events[-3:]] == [
+        ("status", 0), ("epoch", 300), ("status", 300), ("done", None)]
+    assert [e.kind for e in events].count("status") == 2

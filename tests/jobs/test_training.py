@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 
 import pytest
 
@@ -14,7 +15,8 @@ from jobs.artifacts import CHECKPOINT, load_artifact
 from jobs.db import session_scope
 from jobs.lease import claim
 from jobs.models import Job, User
-from tests.faults.reconcile import duplicate_metric_rows, matches_reference, metric_row_count
+from tests.faults.reconcile import (duplicate_metric_rows, matches_reference, metric_row_count,
+                                    missing_epochs)
 from tests.jobs.training_fixtures import StopAfter, job_row, make_dataset, make_job
 
 
@@ -96,6 +98,33 @@ def test_resume_after_a_crash_recomputes_epochs_without_duplicates(session_facto
         assert matches_reference(session, settings.storage_dir, job_id)
         assert duplicate_metric_rows(session) == 0
     assert job_row(session_factory, job_id).attempts == 2
+
+
+class Crash(BaseException):
+    """The process dies: nothing after this point runs (no final flush or checkpoint)."""
+
+
+class CrashAfter(StopAfter):
+    def is_set(self) -> bool:
+        if super().is_set():
+            raise Crash()
+        return False
+
+
+@pytest.mark.parametrize("storage", ["database", "folder"])
+def test_a_checkpoint_is_never_ahead_of_the_stored_metrics(session_factory, fast, owner,
+                                                           dataset, storage):
+    # Metrics would stay buffered for an hour; checkpoints are taken every epoch.
+    settings = fast.model_copy(update={"metrics_flush_seconds": 3600.0, "checkpoint_storage":
+                                       storage, "metrics_flush_rows": 10**6, "lease_ttl_s": 0.5})
+    job_id = make_job(session_factory, settings, owner, dataset)
+    with pytest.raises(Crash):
+        run(session_factory, settings, job_id, shutdown=CrashAfter(123))
+    time.sleep(0.6)  # the dead worker's lease expires
+    assert run(session_factory, settings, job_id) == "succeeded"
+    with session_scope(session_factory) as session:
+        assert missing_epochs(session, job_id, 30) == []
+        assert matches_reference(session, settings.storage_dir, job_id)
 
 
 def _train_then_crash(factory, settings, lease, polls: int) -> int:
