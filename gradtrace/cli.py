@@ -9,14 +9,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from gradtrace.cli_config import (EXIT_JOB_FAILED, EXIT_INVALID, EXIT_USAGE, CliContext,
-                                  describe, exit_code_for)
+from gradtrace.cli_config import (
+    EXIT_INVALID,
+    EXIT_JOB_FAILED,
+    EXIT_USAGE,
+    CliContext,
+    describe,
+    exit_code_for,
+)
 from gradtrace.client import ClientError, Dataset, Job
 from gradtrace.compare import compare_png, compare_table
 from gradtrace.watch import epoch_line, fmt, watch
@@ -41,9 +47,9 @@ class UsageProblem(Exception):
 
 @app.callback()
 def _configure(ctx: typer.Context,
-               url: Annotated[Optional[str], typer.Option(
+               url: Annotated[str | None, typer.Option(
                    envvar="GRADTRACE_URL", help="server URL [default: http://127.0.0.1:8000]")] = None,
-               token: Annotated[Optional[str], typer.Option(
+               token: Annotated[str | None, typer.Option(
                    envvar="GRADTRACE_TOKEN", help="API token [default: .gradtrace/token]")] = None
                ) -> None:
     tty = sys.stdout.isatty()
@@ -71,7 +77,7 @@ def _print_dataset(cli: CliContext, verb: str, ds: Dataset, quiet: bool) -> None
 @datasets_app.command("create")
 def datasets_create(ctx: typer.Context,
                     builtin: Annotated[str, typer.Option(help=f"one of {', '.join(BUILTINS)}")],
-                    name: Annotated[Optional[str], typer.Option()] = None,
+                    name: Annotated[str | None, typer.Option()] = None,
                     n_samples: Annotated[int, typer.Option()] = 200,
                     noise: Annotated[float, typer.Option()] = 0.1,
                     seed: Annotated[int, typer.Option()] = 0,
@@ -88,10 +94,10 @@ def datasets_create(ctx: typer.Context,
 def datasets_upload(ctx: typer.Context,
                     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
                                                          help="a .csv or .npz file")],
-                    target: Annotated[Optional[str], typer.Option(
+                    target: Annotated[str | None, typer.Option(
                         help="the CSV column holding the labels")] = None,
-                    name: Annotated[Optional[str], typer.Option()] = None,
-                    task: Annotated[Optional[str], typer.Option(
+                    name: Annotated[str | None, typer.Option()] = None,
+                    task: Annotated[str | None, typer.Option(
                         help="classification or regression (default: inferred)")] = None,
                     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False):
     """Upload a CSV (with --target) or an .npz holding arrays X and y."""
@@ -145,12 +151,12 @@ def _finish_watch(cli: CliContext, job_id: str, interval: float) -> None:
 def submit(ctx: typer.Context,
            spec_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
                                                      help="JSON job spec")],
-           dataset: Annotated[Optional[str], typer.Option(
+           dataset: Annotated[str | None, typer.Option(
                help="dataset id (default: dataset_id in the spec file)")] = None,
-           name: Annotated[Optional[str], typer.Option()] = None,
+           name: Annotated[str | None, typer.Option()] = None,
            watch_job: Annotated[bool, typer.Option("--watch", "-w",
                                                    help="follow the job live")] = False,
-           idempotency_key: Annotated[Optional[str], typer.Option(
+           idempotency_key: Annotated[str | None, typer.Option(
                help="resubmitting with the same key returns the first job")] = None,
            interval: Annotated[float, typer.Option(
                help="seconds between plain progress lines (non-terminal)")] = 1.0,
@@ -192,8 +198,8 @@ def _job_rows(job: Job) -> list[tuple[str, str]]:
 
 @app.command()
 def status(ctx: typer.Context,
-           job_id: Annotated[Optional[str], typer.Argument(help="one job's details")] = None,
-           state: Annotated[Optional[str], typer.Option(
+           job_id: Annotated[str | None, typer.Argument(help="one job's details")] = None,
+           state: Annotated[str | None, typer.Option(
                "--status", help="only jobs in this state")] = None,
            limit: Annotated[int, typer.Option(min=1)] = 20):
     """A table of your jobs (newest first), or one job in detail."""
@@ -227,7 +233,7 @@ def logs(ctx: typer.Context, job_id: JobId,
 def metrics(ctx: typer.Context, job_id: JobId,
             csv: Annotated[bool, typer.Option("--csv", help="CSV instead of JSON")] = False,
             since_epoch: Annotated[int, typer.Option(min=0)] = 0,
-            max_points: Annotated[Optional[int], typer.Option(min=2)] = None):
+            max_points: Annotated[int | None, typer.Option(min=2)] = None):
     """The metrics as JSON columns, or --csv with one row per epoch."""
     client = _ctx(ctx).client()
     if csv:
@@ -264,7 +270,7 @@ def plot(ctx: typer.Context, job_id: JobId,
 @app.command()
 def compare(ctx: typer.Context,
             job_ids: Annotated[list[str], typer.Argument(help="two or more job ids")],
-            output: Annotated[Optional[Path], typer.Option(
+            output: Annotated[Path | None, typer.Option(
                 "--output", "-o", help="also save the overlaid loss curves as a PNG")] = None):
     """Final and best losses, accuracy, epochs and time of several jobs, side by side."""
     cli = _ctx(ctx)

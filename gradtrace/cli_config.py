@@ -10,8 +10,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from gradtrace.client import (DEFAULT_URL, ApiError, AuthError, Client, ClientError,
-                              NotFoundError, ServerUnavailable)
+from gradtrace.client import (
+    DEFAULT_URL,
+    ApiError,
+    AuthError,
+    Client,
+    ClientError,
+    NotFoundError,
+    ServerUnavailable,
+)
 
 TOKEN_FILE = Path(".gradtrace") / "token"
 
@@ -72,11 +79,11 @@ def exit_code_for(exc: ClientError) -> int:
 def describe(exc: ClientError) -> list[str]:
     """One line saying what went wrong (plus one per field detail), for stderr."""
     if isinstance(exc, ServerUnavailable):
-        return [f"error: server unreachable: {exc} (is it running? `make run` starts one; "
-                "--url or GRADTRACE_URL points elsewhere)"]
+        return [(f"error: server unreachable: {exc} (is it running? `make run` starts one; "
+                 "--url or GRADTRACE_URL points elsewhere)")]
     if isinstance(exc, AuthError):
-        return [f"error: authentication failed: {exc.message} (check --token, "
-                "GRADTRACE_TOKEN or .gradtrace/token)"]
+        return [(f"error: authentication failed: {exc.message} (check --token, "
+                 "GRADTRACE_TOKEN or .gradtrace/token)")]
     if isinstance(exc, ApiError):
         lines = [f"error: {exc.message} ({exc.status} {exc.code})"]
         lines += [f"  {d.get('field') or '-'}: {d.get('message')}" for d in exc.details]

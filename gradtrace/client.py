@@ -18,20 +18,52 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from httpx_sse import SSEError, connect_sse
 
-from gradtrace.client_errors import (ApiError, AuthError, ClientError, NotFoundError,
-                                     ServerUnavailable, error_for)
-from gradtrace.client_types import (Dataset, DoneEvent, Event, EpochEvent, Job, JobPage,
-                                    Metrics, Prediction, Readiness, StatusEvent, from_json,
-                                    parse_event)
+from gradtrace.client_errors import (
+    ApiError,
+    AuthError,
+    ClientError,
+    NotFoundError,
+    ServerUnavailable,
+    error_for,
+)
+from gradtrace.client_types import (
+    Dataset,
+    DoneEvent,
+    EpochEvent,
+    Event,
+    Job,
+    JobPage,
+    Metrics,
+    Prediction,
+    Readiness,
+    StatusEvent,
+    from_json,
+    parse_event,
+)
 
-__all__ = ["Client", "ApiError", "AuthError", "ClientError", "NotFoundError",
-           "ServerUnavailable", "Dataset", "Job", "JobPage", "Metrics", "Prediction",
-           "Readiness", "StatusEvent", "EpochEvent", "DoneEvent", "Event"]
+__all__ = [
+    "ApiError",
+    "AuthError",
+    "Client",
+    "ClientError",
+    "Dataset",
+    "DoneEvent",
+    "EpochEvent",
+    "Event",
+    "Job",
+    "JobPage",
+    "Metrics",
+    "NotFoundError",
+    "Prediction",
+    "Readiness",
+    "ServerUnavailable",
+    "StatusEvent",
+]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 # Reads on a stream may wait for the server's keep-alive (15 s by default).
@@ -47,7 +79,7 @@ class Client:
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout,
                                   transport=transport)
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc) -> None:

@@ -66,7 +66,7 @@ class Job:
     raw: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def parse(cls, data: dict) -> "Job":
+    def parse(cls, data: dict) -> Job:
         progress = data.get("progress") or {}
         return from_json(cls, data, epoch=progress.get("epoch", 0),
                          epochs=progress.get("epochs", 0))
@@ -97,7 +97,7 @@ class Metrics:
     layers: list[dict]
     nonfinite: bool = False
 
-    def epoch_events(self) -> list["EpochEvent"]:
+    def epoch_events(self) -> list[EpochEvent]:
         """The rows as EpochEvents, the shape the live stream delivers."""
         names = [f.name for f in fields(LayerStats) if f.name != "layer"]
         return [EpochEvent(epoch, self.train_loss[i], self.val_loss[i], self.train_accuracy[i],

@@ -1,11 +1,13 @@
 """Automatic diagnosis: flags raised from a job's stored telemetry.
 
 Each flag names the epoch its condition started (`epoch`), the epoch it stopped holding
-(`until`, null while it holds) and explains itself in one line; only a code's first
-occurrence is reported. The
-detectors are streaming state machines fed one recorded epoch at a time, and their state
-is cached per process, so a poll of a running job reads only the epochs recorded since
-the previous poll. Thresholds and their reasoning are in docs/diagnosis.md.
+(`until`, null while it holds) and explains itself in one line; only a code's earliest
+occurrence is reported. Thresholds and their reasoning are in docs/diagnosis.md.
+
+Cost: the loss detectors read one column of floats; the per-layer conditions are WHERE
+clauses, so the database returns only the epochs where a condition holds (none, on a
+healthy job). Detector state is cached per process and fed only the epochs recorded
+since the previous call, so a poll of a running job reads only what is new.
 """
 from __future__ import annotations
 
@@ -13,10 +15,11 @@ import copy
 import re
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from jobs.models import EpochMetric, Job, LayerMetric
 
@@ -33,7 +36,7 @@ OSCILLATION_WINDOW = 10    # recorded epochs examined for a rising, oscillating 
 OSCILLATION_RISES = 3      # rises of the loss within the window
 OSCILLATION_GROWTH = 2.0   # window mean against the best loss before the window
 CACHE_JOBS = 512
-READ_CHUNK = 5000          # epochs read per query
+READ_CHUNK = 50_000        # epochs per round of queries
 
 RELU_FAMILY = ("relu", "leaky_relu", "elu")
 SATURATING = ("sigmoid", "tanh")
@@ -42,64 +45,51 @@ FLAG_ORDER = ("divergence", "learning_rate_too_high", "exploding_gradients",
 
 
 @dataclass
-class Row:
-    """One recorded epoch: the train loss and, per layer, the stored telemetry."""
+class Condition:
+    """A per-layer condition: `query(after, last)` selects (epoch, value) where it holds."""
 
-    epoch: int
-    loss: float | None
-    delta: list[float | None]
-    grad: list[float | None]
-    dead: list[float | None]
-    saturated: list[float | None]
+    key: str
+    code: str
+    layer: int
+    sustain: int
+    query: Callable[[int, int], object]
+    message: Callable[[float], str]
 
 
 @dataclass
-class Streak:
-    """How long a condition has held, and since when."""
+class Run:
+    """The current run of consecutive recorded epochs where a condition holds."""
 
     length: int = 0
     start: int = 0
-
-    def step(self, holds: bool, epoch: int) -> bool:
-        """Advance; True on the epoch the condition has held SUSTAIN times in a row."""
-        if not holds:
-            self.length = 0
-            return False
-        if self.length == 0:
-            self.start = epoch
-        self.length += 1
-        return self.length == SUSTAIN
+    last: int = 0  # index (1-based, over all recorded epochs) of the run's last epoch
 
 
 @dataclass
 class Detectors:
-    """The state of every streaming detector after `epoch`."""
+    """The state of every detector after the recorded epoch `epoch`."""
 
     activations: list[str]
     epoch: int = 0
-    flags: dict[str, dict] = field(default_factory=dict)
-    streaks: dict[str, Streak] = field(default_factory=dict)
-    first_loss: float | None = None
-    first_grad: list[float | None] = field(default_factory=list)
-    best: float | None = None  # the best loss before the oscillation window
-    plateau_anchor: tuple[float, int, int] | None = None  # (best loss, its epoch, row count)
     rows_seen: int = 0
+    flags: dict[str, dict] = field(default_factory=dict)
+    open: dict[str, str] = field(default_factory=dict)  # condition key -> its flag's code
+    runs: dict[str, Run] = field(default_factory=dict)
+    conditions: list[Condition] | None = None
+    first_loss: float | None = None
+    best: float | None = None  # the best loss before the oscillation window
+    plateau_anchor: tuple[float, int, int] | None = None  # (best loss, its epoch, its index)
     recent: deque = field(default_factory=lambda: deque(maxlen=OSCILLATION_WINDOW))
-    open: dict[str, str] = field(default_factory=dict)  # condition key -> its raised flag
-
-    def feed(self, row: Row) -> None:
-        self.epoch, self.rows_seen = row.epoch, self.rows_seen + 1
-        self._layers(row)
-        if row.loss is not None:
-            self._loss(row)
 
     def raise_flag(self, key: str, code: str, epoch: int, message: str,
                    layer: int | None = None) -> None:
-        """Report the first occurrence of `code`; it stays open while `key` holds."""
-        if code not in self.flags:
-            self.flags[code] = {"code": code, "epoch": epoch, "until": None, "layer": layer,
-                                "message": message}
-            self.open[key] = code
+        """Report `code` from `epoch`, unless it was already seen earlier; open while `key` holds."""
+        if code in self.flags and self.flags[code]["epoch"] <= epoch:
+            return
+        self.flags[code] = {"code": code, "epoch": epoch, "until": None, "layer": layer,
+                            "message": message}
+        self.open = {k: c for k, c in self.open.items() if c != code}
+        self.open[key] = code
 
     def release(self, key: str, epoch: int) -> None:
         """The condition `key` stopped holding at `epoch`: close its flag there."""
@@ -107,105 +97,157 @@ class Detectors:
         if code is not None:
             self.flags[code]["until"] = epoch
 
-    def _streak(self, key: str, holds: bool, epoch: int) -> Streak | None:
-        if not holds and key in self.open:
-            self.release(key, epoch)
-        streak = self.streaks.setdefault(key, Streak())
-        return streak if streak.step(holds, epoch) else None
+    # ---- the loss curve, one recorded epoch at a time ----------------------------------
 
-    def _layers(self, row: Row) -> None:
-        depth = len(self.activations)
-        if depth >= 2:
-            self._ratio(row, row.delta[0], row.delta[-1])
-        if not self.first_grad:
-            self.first_grad = list(row.grad)
-        for i, act in enumerate(self.activations):
-            self._layer(row, i, act, i == depth - 1)
-
-    def _ratio(self, row: Row, first: float | None, last: float | None) -> None:
-        ratio = first / last if first is not None and last else None
-        low = self._streak("vanishing", ratio is not None and ratio < VANISHING_RATIO, row.epoch)
-        if low:
-            self.raise_flag("vanishing", "vanishing_gradients", low.start,
-                            f"the error reaching layer 1 is {ratio:.1e} of the output layer's "
-                            f"(‖δ¹‖/‖δᴸ‖ < {VANISHING_RATIO:g} for {SUSTAIN} recorded epochs): "
-                            "early layers barely learn", 1)
-        high = self._streak("exploding", ratio is not None and ratio > EXPLODING_RATIO, row.epoch)
-        if high:
-            self.raise_flag("exploding", "exploding_gradients", high.start,
-                            f"the error grows {ratio:.1e}× on its way back to layer 1 "
-                            f"(‖δ¹‖/‖δᴸ‖ > {EXPLODING_RATIO:g} for {SUSTAIN} recorded epochs)", 1)
-
-    def _layer(self, row: Row, i: int, act: str, is_output: bool) -> None:
-        grad, start = row.grad[i], self.first_grad[i]
-        if grad is not None and start and grad > EXPLODING_GROWTH * start:
-            self.raise_flag(f"grown{i}", "exploding_gradients", row.epoch,
-                            f"layer {i + 1}'s weight gradient grew {grad / start:.1e}× above "
-                            f"its first recorded norm", i + 1)
-        elif self.open:
-            self.release(f"grown{i}", row.epoch)
-        if act in RELU_FAMILY:
-            self._dead(row, i, act)
-        elif act in SATURATING and not is_output:
-            # A confident output unit saturates by design; only hidden layers are judged.
-            self._saturated(row, i, act)
-
-    def _dead(self, row: Row, i: int, act: str) -> None:
-        dead = row.dead[i]
-        streak = self._streak(f"dead{i}", dead is not None and dead >= DEAD_FRACTION, row.epoch)
-        if streak:
-            self.raise_flag(f"dead{i}", "dead_relu", streak.start,
-                            f"{dead:.0%} of layer {i + 1}'s {act} units output 0 for every "
-                            "sample: they pass no gradient and cannot recover", i + 1)
-
-    def _saturated(self, row: Row, i: int, act: str) -> None:
-        sat = row.saturated[i]
-        streak = self._streak(f"sat{i}", sat is not None and sat >= SATURATED_FRACTION,
-                              row.epoch)
-        if streak:
-            self.raise_flag(f"sat{i}", "saturated_units", streak.start,
-                            f"{sat:.0%} of layer {i + 1}'s {act} activations are saturated: "
-                            "their derivative is near 0 and the error stops there", i + 1)
-
-    def _loss(self, row: Row) -> None:
-        loss = row.loss
+    def feed_loss(self, epoch: int, index: int, loss: float | None) -> None:
+        if loss is None:
+            return
         if self.first_loss is None:
             self.first_loss = loss
-        self._oscillation(row.epoch, loss)
-        self._plateau(row.epoch, loss)
+        self._oscillation(epoch, loss)
+        self._plateau(epoch, index, loss)
 
-    def _plateau(self, epoch: int, loss: float) -> None:
+    def _plateau(self, epoch: int, index: int, loss: float) -> None:
         anchor = self.plateau_anchor
         if anchor is None or loss < anchor[0] * (1 - PLATEAU_IMPROVEMENT):
-            self.plateau_anchor = (loss, epoch, self.rows_seen)
-            self.release("plateau", epoch)
+            self.plateau_anchor = (loss, epoch, index)
+            if self.open:
+                self.release("plateau", epoch)
             return
-        best, since, count = anchor
-        if (self.rows_seen - count >= PLATEAU_WINDOW
-                and best > PLATEAU_UNLEARNED * self.first_loss):
+        best, since, at = anchor
+        if index - at >= PLATEAU_WINDOW and best > PLATEAU_UNLEARNED * self.first_loss:
             self.raise_flag("plateau", "loss_plateau", since,
                             f"the loss has stayed near {best:.4g} ({best / self.first_loss:.0%} "
-                            f"of its first value) for {self.rows_seen - count} recorded epochs")
+                            f"of its first value) for {index - at} recorded epochs")
 
     def _oscillation(self, epoch: int, loss: float) -> None:
-        if len(self.recent) == OSCILLATION_WINDOW:  # the oldest leaves the window
-            leaving = self.recent[0][1]
+        recent = self.recent
+        if len(recent) == OSCILLATION_WINDOW:  # the oldest leaves the window
+            leaving = recent[0][1]
             self.best = leaving if self.best is None else min(self.best, leaving)
-        self.recent.append((epoch, loss))
+        recent.append((epoch, loss))
         before = self.best  # the best loss recorded before the window
-        if len(self.recent) < OSCILLATION_WINDOW or before is None:
+        if before is None or len(recent) < OSCILLATION_WINDOW:
             return
-        losses = [v for _, v in self.recent]
+        mean = sum(v for _, v in recent) / OSCILLATION_WINDOW
+        if mean < OSCILLATION_GROWTH * before or mean - before < 0.01 * self.first_loss:
+            if self.open:
+                self.release("oscillation", epoch)
+            return
+        losses = [v for _, v in recent]
         rises = sum(b > a for a, b in zip(losses, losses[1:]))
-        mean = sum(losses) / len(losses)
-        if not (rises >= OSCILLATION_RISES and mean >= OSCILLATION_GROWTH * before
-                and mean - before >= 0.01 * self.first_loss):
-            self.release("oscillation", epoch)
-        else:
-            self.raise_flag("oscillation", "learning_rate_too_high", self.recent[0][0],
-                            f"the loss rose in {rises} of the last {len(losses) - 1} recorded "
-                            f"epochs, to {mean / before:.1f}× its best: steps overshoot the "
-                            "minimum; lower the learning rate")
+        if rises < OSCILLATION_RISES:
+            if self.open:
+                self.release("oscillation", epoch)
+            return
+        self.raise_flag("oscillation", "learning_rate_too_high", recent[0][0],
+                        f"the loss rose in {rises} of the last {len(losses) - 1} recorded "
+                        f"epochs, to {mean / before:.1f}× its best: steps overshoot the "
+                        "minimum; lower the learning rate")
+
+    # ---- the layer conditions, from the epochs where each holds ---------------------
+
+    def feed_condition(self, cond: Condition, held: list, epochs: list[int]) -> None:
+        """`held`: (epoch, value) rows where `cond` holds, among the chunk `epochs`, whose
+        first has index `self.rows_seen + 1`."""
+        base = self.rows_seen + 1
+        position = {e: base + i for i, e in enumerate(epochs)}
+        run = self.runs.setdefault(cond.key, Run())
+        for epoch, value in held:
+            index = position[epoch]
+            if run.length and index != run.last + 1:
+                self._end_run(cond, run, epochs, base)
+            if not run.length:
+                run.start = epoch
+            run.length, run.last = run.length + 1, index
+            if run.length == cond.sustain:
+                self.raise_flag(cond.key, cond.code, run.start, cond.message(value), cond.layer)
+        if run.length and run.last < base + len(epochs) - 1:
+            self._end_run(cond, run, epochs, base)
+
+    def _end_run(self, cond: Condition, run: Run, epochs: list[int], base: int) -> None:
+        self.release(cond.key, epochs[run.last + 1 - base])
+        run.length = 0
+
+
+def layer_conditions(job: Job, session: Session, first_epoch: int) -> list[Condition]:
+    """Every per-layer condition of this job's network (see the table in docs/diagnosis.md)."""
+    layers = job.spec["network"]["layers"]
+    depth = len(layers)
+    conditions = _ratio_conditions(job.id, depth) if depth >= 2 else []
+    first_grads = dict(session.execute(
+        select(LayerMetric.layer, LayerMetric.weight_grad_norm)
+        .where(LayerMetric.job_id == job.id, LayerMetric.epoch == first_epoch)).all())
+    for i, layer in enumerate(layers, start=1):
+        act = layer["activation"]
+        if first_grads.get(i):
+            conditions.append(_growth(job.id, i, first_grads[i]))
+        if act in RELU_FAMILY:
+            conditions.append(_fraction(job.id, i, LayerMetric.dead_fraction, DEAD_FRACTION,
+                                        "dead_relu", lambda v, i=i, a=act: (
+                                            f"{v:.0%} of layer {i}'s {a} units output 0 for "
+                                            "every sample: they pass no gradient and cannot "
+                                            "recover")))
+        elif act in SATURATING and i < depth:  # a confident output saturates by design
+            conditions.append(_fraction(job.id, i, LayerMetric.saturated_fraction,
+                                        SATURATED_FRACTION, "saturated_units",
+                                        lambda v, i=i, a=act: (
+                                            f"{v:.0%} of layer {i}'s {a} activations are "
+                                            "saturated: their derivative is near 0 and the "
+                                            "error stops there")))
+    return conditions
+
+
+def _in_range(column, job_id: str, after: int, last: int):
+    return (column.job_id == job_id, column.epoch > after, column.epoch <= last)
+
+
+def _ratio_conditions(job_id: str, depth: int) -> list[Condition]:
+    first, out = aliased(LayerMetric), aliased(LayerMetric)
+
+    def query(test):
+        ratio = first.delta_norm / out.delta_norm
+        return lambda after, last: (
+            select(first.epoch, ratio)
+            .join(out, (out.job_id == first.job_id) & (out.epoch == first.epoch)
+                  & (out.layer == depth))
+            .where(*_in_range(first, job_id, after, last), first.layer == 1,
+                   out.delta_norm > 0, test(first.delta_norm, out.delta_norm))
+            .order_by(first.epoch))
+
+    return [
+        Condition("vanishing", "vanishing_gradients", 1, SUSTAIN,
+                  query(lambda a, b: a < VANISHING_RATIO * b),
+                  lambda v: f"the error reaching layer 1 is {v:.1e} of the output layer's "
+                            f"(‖δ¹‖/‖δᴸ‖ < {VANISHING_RATIO:g} for {SUSTAIN} recorded epochs): "
+                            "early layers barely learn"),
+        Condition("exploding", "exploding_gradients", 1, SUSTAIN,
+                  query(lambda a, b: a > EXPLODING_RATIO * b),
+                  lambda v: f"the error grows {v:.1e}× on its way back to layer 1 "
+                            f"(‖δ¹‖/‖δᴸ‖ > {EXPLODING_RATIO:g} for {SUSTAIN} recorded epochs)"),
+    ]
+
+
+def _growth(job_id: str, layer: int, first: float) -> Condition:
+    column = LayerMetric.weight_grad_norm
+    return Condition(
+        f"grown{layer}", "exploding_gradients", layer, 1,
+        lambda after, last: (select(LayerMetric.epoch, column / first)
+                             .where(*_in_range(LayerMetric, job_id, after, last),
+                                    LayerMetric.layer == layer, column > EXPLODING_GROWTH * first)
+                             .order_by(LayerMetric.epoch)),
+        lambda v: f"layer {layer}'s weight gradient grew {v:.1e}× above its first recorded norm")
+
+
+def _fraction(job_id: str, layer: int, column, threshold: float, code: str,
+              message: Callable[[float], str]) -> Condition:
+    return Condition(
+        f"{code}{layer}", code, layer, SUSTAIN,
+        lambda after, last: (select(LayerMetric.epoch, column)
+                             .where(*_in_range(LayerMetric, job_id, after, last),
+                                    LayerMetric.layer == layer, column >= threshold)
+                             .order_by(LayerMetric.epoch)),
+        message)
 
 
 _cache: OrderedDict[str, Detectors] = OrderedDict()
@@ -217,8 +259,7 @@ def diagnose(session: Session, job: Job) -> dict:
     with _lock:
         cached = _cache.pop(job.id, None)
     state = cached or Detectors([layer["activation"] for layer in job.spec["network"]["layers"]])
-    for row in _rows_after(session, job, state.epoch, len(state.activations)):
-        state.feed(row)
+    _advance(session, job, state)
     with _lock:
         _cache[job.id] = state
         while len(_cache) > CACHE_JOBS:
@@ -231,6 +272,26 @@ def diagnose(session: Session, job: Job) -> dict:
     return {"flags": copy.deepcopy(ordered), "epochs_examined": state.epoch}
 
 
+def _advance(session: Session, job: Job, state: Detectors) -> None:
+    """Feed the detectors every epoch recorded after `state.epoch`, a chunk at a time."""
+    while True:
+        chunk = session.execute(
+            select(EpochMetric.epoch, EpochMetric.train_loss)
+            .where(EpochMetric.job_id == job.id, EpochMetric.epoch > state.epoch)
+            .order_by(EpochMetric.epoch).limit(READ_CHUNK)).all()
+        if not chunk:
+            return
+        epochs = [e for e, _ in chunk]
+        if state.conditions is None:
+            state.conditions = layer_conditions(job, session, epochs[0])
+        for cond in state.conditions:
+            held = session.execute(cond.query(state.epoch, epochs[-1])).all()
+            state.feed_condition(cond, held, epochs)
+        for i, (epoch, loss) in enumerate(chunk, start=state.rows_seen + 1):
+            state.feed_loss(epoch, i, loss)
+        state.epoch, state.rows_seen = epochs[-1], state.rows_seen + len(epochs)
+
+
 def divergence_flag(job: Job) -> dict | None:
     if job.status != "failed" or not job.error or "diverged" not in job.error:
         return None
@@ -238,39 +299,3 @@ def divergence_flag(job: Job) -> dict | None:
     epoch = int(found.group(1)) if found else job.epoch
     return {"code": "divergence", "epoch": epoch, "until": None, "layer": None,
             "message": f"training stopped: {job.error}"}
-
-
-def _rows_after(session: Session, job: Job, after: int, depth: int):
-    """Recorded epochs after `after`, in order, in chunks of READ_CHUNK."""
-    while True:
-        epochs = session.execute(
-            select(EpochMetric.epoch, EpochMetric.train_loss)
-            .where(EpochMetric.job_id == job.id, EpochMetric.epoch > after)
-            .order_by(EpochMetric.epoch).limit(READ_CHUNK)).all()
-        if not epochs:
-            return
-        layers = _layer_rows(session, job, after, epochs[-1].epoch, depth)
-        missing = [[None] * depth for _ in range(4)]
-        for epoch, loss in epochs:
-            yield Row(epoch, loss, *layers.get(epoch, missing))
-        after = epochs[-1].epoch
-
-
-def _layer_rows(session: Session, job: Job, after: int, last: int, depth: int) -> dict:
-    """{epoch: [δ norms, gradient norms, dead fractions, saturated fractions]}, by layer."""
-    rows = session.execute(
-        select(LayerMetric.epoch, LayerMetric.layer, LayerMetric.delta_norm,
-               LayerMetric.weight_grad_norm, LayerMetric.dead_fraction,
-               LayerMetric.saturated_fraction)
-        .where(LayerMetric.job_id == job.id, LayerMetric.epoch > after,
-               LayerMetric.epoch <= last))
-    out: dict[int, list] = {}
-    for epoch, layer, delta, grad, dead, saturated in rows:
-        if not 1 <= layer <= depth:
-            continue
-        columns = out.get(epoch)
-        if columns is None:
-            columns = out[epoch] = [[None] * depth for _ in range(4)]
-        i = layer - 1
-        columns[0][i], columns[1][i], columns[2][i], columns[3][i] = delta, grad, dead, saturated
-    return out

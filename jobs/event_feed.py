@@ -64,27 +64,33 @@ def status_payload(job: Job) -> dict:
 
 def epochs_after(session: Session, job_id: str, after_epoch: int,
                  limit: int = BATCH_EPOCHS) -> list[dict]:
-    """Up to `limit` recorded epochs after `after_epoch`, in order, with their layers."""
+    """Up to `limit` recorded epochs after `after_epoch`, in order, with their layers.
+
+    Plain column rows, not ORM objects: building thousands of mapped instances per
+    second was most of the stream's cost (bench/event_stream.py).
+    """
     rows = session.execute(
         select(EpochMetric.epoch, *[getattr(EpochMetric, c) for c in EPOCH_COLUMNS])
         .where(EpochMetric.job_id == job_id, EpochMetric.epoch > after_epoch)
         .order_by(EpochMetric.epoch).limit(limit)).all()
     if not rows:
         return []
-    events = {row.epoch: {"epoch": row.epoch,
-                          **{c: finite_or_none(getattr(row, c)) for c in EPOCH_COLUMNS},
-                          "layers": []} for row in rows}
-    layers = session.scalars(
-        select(LayerMetric)
+    events = {epoch: {"epoch": epoch, **_finite(EPOCH_COLUMNS, values), "layers": []}
+              for epoch, *values in rows}
+    layers = session.execute(
+        select(LayerMetric.epoch, LayerMetric.layer,
+               *[getattr(LayerMetric, f) for f in LAYER_FIELDS])
         .where(LayerMetric.job_id == job_id, LayerMetric.epoch > after_epoch,
                LayerMetric.epoch <= rows[-1].epoch)
         .order_by(LayerMetric.epoch, LayerMetric.layer))
-    for layer in layers:
-        if layer.epoch in events:
-            events[layer.epoch]["layers"].append(
-                {"layer": layer.layer,
-                 **{f: finite_or_none(getattr(layer, f)) for f in LAYER_FIELDS}})
+    for epoch, layer, *values in layers:
+        if epoch in events:
+            events[epoch]["layers"].append({"layer": layer, **_finite(LAYER_FIELDS, values)})
     return list(events.values())
+
+
+def _finite(names: tuple[str, ...], values) -> dict:
+    return {name: finite_or_none(value) for name, value in zip(names, values)}
 
 
 @dataclass

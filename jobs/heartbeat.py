@@ -31,7 +31,8 @@ class Heartbeat(threading.Thread):
 
     def run(self) -> None:
         last_ok = time.monotonic()
-        while not self._done.wait(self._every):
+        # Once lost, the lease is gone for good: beating on would only load the database.
+        while not self.lost and not self._done.wait(self._every):
             try:
                 with session_scope(self._factory) as session:
                     cancel = renew(session, self._lease, ttl_s=self._ttl)

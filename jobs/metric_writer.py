@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from jobs.db import session_scope
 from jobs.db_retry import Backoff, is_transient, retry_db
-from jobs.lease import Lease, LeaseLost, hold
+from jobs.lease import Lease, hold
 from jobs.models import EpochMetric, LayerMetric
 
 log = logging.getLogger(__name__)

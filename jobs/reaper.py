@@ -27,6 +27,7 @@ from jobs.clock import aware, db_now
 from jobs.lease import RUNNING_STATUSES
 from jobs.models import Job
 from jobs.settings import Settings
+from jobs.sweeps import promote_stalled
 
 BATCH = 200  # jobs per pass and kind; a backlog is worked off over several passes
 
@@ -49,6 +50,8 @@ def reap(session: Session, settings: Settings) -> ReapResult:
     result = ReapResult()
     _reap_expired(session, settings, now, result)
     _resend_stale(session, settings, now, result)
+    # Issue 7: sweep trials whose predecessor ended with no worker left to queue them.
+    result.resent.extend(promote_stalled(session))
     return result
 
 

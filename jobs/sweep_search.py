@@ -64,15 +64,15 @@ def _parameter(path: str, spec: Any, method: str) -> Parameter:
         return Parameter(path, steps, _choices(spec, field), None)
     if not isinstance(spec, dict) or spec.get("distribution") not in DISTRIBUTIONS:
         raise InvalidInput(f"parameter {path}: expected a list of values or a distribution",
-                           [(field, f"a list, or an object with distribution one of "
-                                    f"{', '.join(DISTRIBUTIONS)}")])
+                           [(field, "a list, or an object with distribution one of "
+                                    + ", ".join(DISTRIBUTIONS))])
     if spec["distribution"] == "choice":
         _only_keys(spec, ("distribution", "values"), field)
         return Parameter(path, steps, _choices(spec.get("values"), field + ".values"), None)
     if method == "grid":
         raise InvalidInput(f"parameter {path}: a grid needs a list of values",
-                           [(field, f"{spec['distribution']} can only be sampled by a random "
-                                    "search; give a list of values for a grid")])
+                           [(field, f"{spec['distribution']} can only be sampled by a "
+                                    + "random search; give a list of values for a grid")])
     _only_keys(spec, ("distribution", "min", "max"), field)
     low, high = spec.get("min"), spec.get("max")
     if not all(_is_number(v) for v in (low, high)) or not low <= high:
@@ -110,8 +110,8 @@ def parse_path(path: str, field: str) -> tuple[Step, ...]:
         match = _SEGMENT.match(segment)
         if match is None:
             raise InvalidInput(f"malformed parameter path {path!r}",
-                               [(field, "expected dotted names with optional [n], [*] "
-                                        "or [:-1] list indexes")])
+                               [(field, "expected dotted names with optional list "
+                                        + "indexes [n], [*] or [:-1]")])
         steps.append(match.group(1))
         for index in _INDEX.findall(match.group(2)):
             steps.append(index if index in ("*", ":-1") else int(index))
@@ -125,13 +125,13 @@ def expand(parameters: list[Parameter], method: str, max_trials: int | None,
            seed: int) -> list[dict[str, Any]]:
     """The parameter values of each trial, in trial order."""
     if method == "grid":
-        grid = [dict(zip([p.path for p in parameters], combo))
-                for combo in itertools.product(*(p.values for p in parameters))]
-        if max_trials is not None and len(grid) > max_trials:
+        size = math.prod(len(p.values) for p in parameters)
+        if max_trials is not None and size > max_trials:
             raise InvalidInput(
-                f"the grid has {len(grid)} combinations, more than max_trials {max_trials}",
-                [("max_trials", f"raise it to {len(grid)} or search fewer values")])
-        return grid
+                f"the grid has {size} combinations, more than max_trials {max_trials}",
+                [("max_trials", f"raise it to {size} or search fewer values")])
+        return [dict(zip([p.path for p in parameters], combo))
+                for combo in itertools.product(*(p.values for p in parameters))]
     if max_trials is None:
         raise InvalidInput("a random search needs max_trials",
                            [("max_trials", "required for method random")])
@@ -157,8 +157,8 @@ def _write(node: Any, steps: tuple[Step, ...], value: Any, field: str) -> None:
         if not rest:
             node[step] = copy.deepcopy(value)
             return
-        if not isinstance(node.get(step), (dict, list)):
-            node[step] = {}
+        if node.get(step) is None:
+            node[step] = {}  # e.g. an optimizer section the base leaves to its defaults
         _write(node[step], rest, value, field)
         return
     for index in _list_indexes(node, step, field):

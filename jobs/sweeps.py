@@ -18,10 +18,9 @@ from sqlalchemy.orm import Session
 from jobs import sweep_search
 from jobs.datasets import get_dataset
 from jobs.errors import Conflict, DomainError, InvalidInput, LimitExceeded, NotFound
-from jobs.job_views import iso, job_to_dict
 from jobs.models import ACTIVE_STATUSES, FINISHED_STATUSES, Job, Sweep, utcnow
-from jobs.submission import SEED_RANGE, new_job, request_cancel
 from jobs.settings import Settings
+from jobs.submission import SEED_RANGE, new_job, request_cancel
 
 MAX_TRIALS = 256
 METRIC_GOALS = {
@@ -30,8 +29,6 @@ METRIC_GOALS = {
     "final_val_accuracy": "maximize", "final_train_accuracy": "maximize",
     "training_seconds": "minimize",
 }
-TRIAL_FIELDS = ("id", "name", "status", "progress", "worker", "summary", "error",
-                "started_at", "finished_at")
 
 
 @dataclass(frozen=True)
@@ -138,8 +135,8 @@ def _check_metric(jobs: list[Job], metric: str) -> None:
         if not job.spec["training"]["validation_split"]:
             raise InvalidInput(
                 f"metric {metric} needs a validation split, but trial {index} has none",
-                [("metric", "set base training.validation_split > 0, or rank by a train "
-                            "metric")])
+                [("metric", "set base training.validation_split > 0, or rank by a "
+                            + "train metric")])
 
 
 def _check_quota(session: Session, settings: Settings, owner_id: str, queued: int) -> None:
@@ -157,17 +154,42 @@ def promote_waiting(session: Session, finished_job_id: str) -> list[str]:
     """Queue waiting trials of the finished job's sweep while it has free slots.
 
     Returns the ids now queued (publish them after the commit). Safe with several
-    workers at once: the first statement is a no-op write on the sweep row, which
-    serialises promoters (a row lock on PostgreSQL, the write lock on SQLite) so two of
-    them never both see the same free slots.
+    workers at once: see `_lock`.
     """
     sweep_of_job = select(Job.sweep_id).where(Job.id == finished_job_id)
-    locked = session.execute(update(Sweep).where(Sweep.id == sweep_of_job.scalar_subquery())
+    if not _lock(session, Sweep.id == sweep_of_job.scalar_subquery()):
+        return []
+    return _fill(session, session.scalar(sweep_of_job))
+
+
+def promote_stalled(session: Session, limit: int = 100) -> list[str]:
+    """Fill the free slots of every sweep with waiting trials (the reaper's pass).
+
+    Covers trials that ended without a worker to promote their successors: given up
+    or cancelled by the reaper after their worker died.
+    """
+    trials = select(func.count()).select_from(Job).where(Job.sweep_id == Sweep.id)
+    active = trials.where(Job.status.in_(ACTIVE_STATUSES)).scalar_subquery()
+    waiting = trials.where(Job.status == "waiting").scalar_subquery()
+    # Read first, so a pass locks only the sweeps that do have a free slot.
+    sweep_ids = session.scalars(select(Sweep.id).where(waiting > 0,
+                                                       active < Sweep.parallel_trials)
+                                .limit(limit)).all()
+    return [job_id for sweep_id in sweep_ids if _lock(session, Sweep.id == sweep_id)
+            for job_id in _fill(session, sweep_id)]
+
+
+def _lock(session: Session, which) -> bool:
+    """A no-op write on the sweep row, so promoters run one at a time: a row lock on
+    PostgreSQL, the write lock on SQLite. Two of them never both see the same free slots."""
+    locked = session.execute(update(Sweep).where(which)
                              .values(parallel_trials=Sweep.parallel_trials)
                              .execution_options(synchronize_session=False))
-    if locked.rowcount != 1:
-        return []
-    sweep = session.get(Sweep, session.scalar(sweep_of_job), populate_existing=True)
+    return locked.rowcount == 1
+
+
+def _fill(session: Session, sweep_id: str) -> list[str]:
+    sweep = session.get(Sweep, sweep_id, populate_existing=True)
     active = session.scalar(select(func.count()).select_from(Job).where(
         Job.sweep_id == sweep.id, Job.status.in_(ACTIVE_STATUSES)))
     slots = sweep.parallel_trials - active
@@ -196,63 +218,6 @@ def get_sweep(session: Session, owner_id: str, sweep_id: str) -> Sweep:
 def trials_of(session: Session, sweep: Sweep) -> list[Job]:
     return list(session.scalars(select(Job).where(Job.sweep_id == sweep.id)
                                 .order_by(Job.sweep_trial)))
-
-
-def rank(trials: list[Job], metric: str, goal: str) -> list[tuple[int | None, Job]]:
-    """Trials with a value of `metric` in their summary, best first; the rest after, in
-    trial order, with rank None."""
-    def value(job: Job) -> float | None:
-        return (job.summary or {}).get(metric)
-
-    scored = [job for job in trials if value(job) is not None]
-    sign = 1.0 if goal == "minimize" else -1.0
-    scored.sort(key=lambda job: (sign * value(job), job.sweep_trial))
-    rest = [job for job in trials if value(job) is None]
-    return [(i + 1, job) for i, job in enumerate(scored)] + [(None, job) for job in rest]
-
-
-def sweep_to_dict(sweep: Sweep, trials: list[Job] | None = None) -> dict:
-    """The sweep; with `trials`, also each trial ranked, with its parameter values."""
-    out = {"id": sweep.id, "name": sweep.name, "dataset_id": sweep.dataset_id,
-           "base": sweep.base, "search": sweep.search, "metric": sweep.metric,
-           "goal": sweep.goal, "max_trials": sweep.max_trials,
-           "parallel_trials": sweep.parallel_trials, "created_at": iso(sweep.created_at)}
-    if trials is None:
-        return out
-    paths = [(path, sweep_search.parse_path(path, path)) for path in sweep.search["parameters"]]
-    ranked = rank(trials, sweep.metric, sweep.goal)
-    out["counts"] = status_counts(trials)
-    out["status"] = "active" if any(j.status not in FINISHED_STATUSES for j in trials) \
-        else "finished"
-    out["trials"] = [{
-        "trial": job.sweep_trial, "rank": position,
-        "metric_value": (job.summary or {}).get(sweep.metric),
-        "params": {path: sweep_search.read(job.spec, steps) for path, steps in paths},
-        **{key: value for key, value in job_to_dict(job).items() if key in TRIAL_FIELDS},
-    } for position, job in ranked]
-    return out
-
-
-def status_counts(trials: list[Job]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for job in trials:
-        counts[job.status] = counts.get(job.status, 0) + 1
-    return counts
-
-
-def list_sweeps(session: Session, owner_id: str, *, limit: int = 50, offset: int = 0
-                ) -> list[dict]:
-    """Newest first, each with its trials' status counts."""
-    sweeps = list(session.scalars(select(Sweep).where(Sweep.owner_id == owner_id)
-                                  .order_by(Sweep.created_at.desc(), Sweep.id.desc())
-                                  .offset(offset).limit(limit)))
-    counts: dict[str, dict[str, int]] = {s.id: {} for s in sweeps}
-    rows = session.execute(select(Job.sweep_id, Job.status, func.count())
-                           .where(Job.sweep_id.in_(list(counts)))
-                           .group_by(Job.sweep_id, Job.status))
-    for sweep_id, status, n in rows:
-        counts[sweep_id][status] = n
-    return [{**sweep_to_dict(s), "counts": counts[s.id]} for s in sweeps]
 
 
 def cancel_sweep(session: Session, owner_id: str, sweep_id: str) -> Sweep:

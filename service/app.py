@@ -9,7 +9,8 @@ from flask_openapi3 import Info, OpenAPI
 from jobs.settings import Settings
 from service.auth import require_user
 from service.errors import ApiError, register_error_handlers, validation_error_response
-from service.hardening import check_deployment_settings, init_hardening
+from service.hardening import (check_deployment_settings, init_hardening,
+                               refuse_oversized_stream)
 from service.jsonio import StrictJSONProvider, strict_loads
 from service.openapi_doc import finish_openapi
 from service.queue import init_queue
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     register_error_handlers(app)
     # Authenticate first: a stranger's body is not even parsed.
     app.before_request(require_user)
+    app.before_request(refuse_oversized_stream)
     app.before_request(_parse_json_body)
     init_rate_limit(app)  # after require_user: the limit is keyed by the user
     init_hardening(app)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, current_app, jsonify
 from pydantic import ValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from jobs.errors import (Conflict, DomainError, InvalidInput, LimitExceeded, NotFound,
                          Unauthorized)
@@ -68,10 +68,22 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(exc, LimitExceeded):
             status = STATUS_BY_LIMIT_KIND[exc.kind]
             details = exc.details or [(exc.limit, exc.message)]
-            return error_response(status, exc.code, exc.message, details)
+            message = exc.message
+            if exc.limit not in message:
+                # Every refusal names the setting and its value, whoever raised it.
+                message += f" (limit {exc.limit} = {exc.value})"
+            return error_response(status, exc.code, message, details)
         status = next((s for cls, s in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 422)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return error_response(status, exc.code, exc.message, exc.details, headers)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge):
+        settings = current_app.config["GRADTRACE"]
+        message = (f"the request is too large: the limit max_request_bytes is "
+                   f"{settings.max_request_bytes} bytes and max_form_parts is "
+                   f"{settings.max_form_parts} form parts")
+        return error_response(413, "request_entity_too_large", message, [("body", message)])
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

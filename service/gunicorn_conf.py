@@ -36,6 +36,9 @@ control_socket_disable = True
 # purpose: it logs no request headers, so an `Authorization: Bearer ...` token never reaches
 # the log. Do not add %({authorization}i)s or similar.
 accesslog = "-"
+# The default format logs the request line with its query string (%(r)s): a token pasted
+# into a URL would be written to the log. Log the path only (%(U)s), never the query.
+access_log_format = '%(h)s %(t)s %(m)s %(U)s %(H)s %(s)s %(b)s %(L)ss "%(a)s"'
 errorlog = "-"
 loglevel = "info"
 

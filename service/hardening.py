@@ -9,6 +9,8 @@ import uuid
 
 from flask import Flask, Response, current_app, request
 
+from werkzeug.exceptions import RequestEntityTooLarge
+
 from jobs.errors import NotFound
 from jobs.settings import Settings
 
@@ -52,9 +54,25 @@ def check_deployment_settings(settings: Settings) -> None:
 
 
 def init_hardening(app: Flask) -> None:
+    """Register the after-request hooks and the id check (see `refuse_oversized_stream`
+    for the one hook the app registers itself, ahead of body parsing)."""
     app.before_request(refuse_malformed_ids)
     app.after_request(add_security_headers)
     app.after_request(add_cors_headers)
+
+
+def refuse_oversized_stream() -> None:
+    """413 for a body sent without Content-Length (chunked) that runs past the limit.
+
+    Werkzeug stops reading such a body at MAX_CONTENT_LENGTH but does not say so: the
+    view would see a silently truncated body. One byte more on the raw input tells.
+    """
+    if request.content_length is not None or request.method not in ("POST", "PUT", "PATCH"):
+        return
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    data = request.get_data(cache=True)
+    if limit is not None and len(data) >= limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
 
 
 def refuse_malformed_ids() -> None:

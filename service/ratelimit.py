@@ -27,8 +27,9 @@ def init_rate_limit(app: Flask) -> Limiter:
     for setting in ("rate_limit", "auth_failure_rate_limit"):
         parse(getattr(settings, setting))  # fail at start-up, not on the first request
     limiter = Limiter(
-        key_func=rate_key, app=app, default_limits=[settings.rate_limit],
-        default_limits_exempt_when=_exempt, storage_uri=settings.rate_limit_storage_uri,
+        # One budget per user across all routes (application limits), not one per route.
+        key_func=rate_key, app=app, application_limits=[settings.rate_limit],
+        application_limits_exempt_when=_exempt, storage_uri=settings.rate_limit_storage_uri,
         key_prefix=_prefix(settings), strategy="moving-window",
         headers_enabled=True, swallow_errors=True, in_memory_fallback_enabled=True)
     app.extensions[EXTENSION] = limiter

@@ -48,7 +48,7 @@ class ReaperLoop(threading.Thread):
         while not self._halt.wait(period * random.uniform(0.8, 1.2)):
             try:
                 reap_and_send(self._factory(), self._settings, self._send)
-            except Exception as exc:  # noqa: BLE001 - an outage must not kill the loop
+            except Exception as exc:  # an outage must not kill the loop
                 if is_transient(exc):
                     log.warning("reaper pass failed (%s); next period", exc.__class__.__name__)
                 else:

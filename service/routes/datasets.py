@@ -55,10 +55,12 @@ def _parse_request():
     if isinstance(body, dict) and "builtin" in body:
         spec = DatasetBuiltin.model_validate(body)
         parsed = datasets.parse_builtin(spec.builtin, n_samples=spec.n_samples,
-                                        noise=spec.noise, seed=spec.seed)
+                                        noise=spec.noise, seed=spec.seed,
+                                        max_cells=_settings().max_dataset_cells)
         return spec.name, parsed, "builtin"
     spec = DatasetArrays.model_validate(body)
-    return spec.name, datasets.parse_json(spec.X, spec.y, task=spec.task), "json"
+    return spec.name, datasets.parse_json(spec.X, spec.y, task=spec.task,
+                                          max_cells=_settings().max_dataset_cells), "json"
 
 
 def _parse_upload():

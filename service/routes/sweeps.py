@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
+from sqlalchemy.orm import Session
 
-from jobs import sweeps
+from jobs import sweep_views, sweeps
+from jobs.models import Sweep
 from service.auth import current_user_id
 from service.queue import publish_job
 from service.schemas import IdPath, PageQuery, SweepCreate
@@ -29,21 +31,20 @@ def create_sweep(body: SweepCreate):
     # After the commit: a worker that gets a message must find the row.
     for job_id in queued:
         publish_job(job_id)
-    view = sweeps.sweep_to_dict(sweep, sweeps.trials_of(session, sweep))
-    return view, 202, {"Location": f"/v1/sweeps/{sweep.id}"}
+    return _view(session, sweep), 202, {"Location": f"/v1/sweeps/{sweep.id}"}
 
 
 @bp.get("", summary="List your sweeps, newest first, with trial counts by status")
 def list_sweeps(query: PageQuery):
-    return {"items": sweeps.list_sweeps(db(), current_user_id(), limit=query.limit,
-                                        offset=query.offset)}
+    return {"items": sweep_views.list_sweeps(db(), current_user_id(), limit=query.limit,
+                                             offset=query.offset)}
 
 
 @bp.get("/<id>", summary="One sweep: trials ranked by its metric, with their parameters")
 def get_sweep(path: IdPath):
     session = db()
     sweep = sweeps.get_sweep(session, current_user_id(), path.id)
-    return sweeps.sweep_to_dict(sweep, sweeps.trials_of(session, sweep))
+    return _view(session, sweep)
 
 
 @bp.post("/<id>/cancel", summary="Cancel every unfinished trial (409 if none is left)",
@@ -52,7 +53,7 @@ def cancel_sweep(path: IdPath):
     session = db()
     sweep = sweeps.cancel_sweep(session, current_user_id(), path.id)
     session.commit()
-    return sweeps.sweep_to_dict(sweep, sweeps.trials_of(session, sweep)), 202
+    return _view(session, sweep), 202
 
 
 @bp.delete("/<id>", summary="Forget a finished sweep; its trials stay as jobs",
@@ -62,3 +63,7 @@ def delete_sweep(path: IdPath):
     sweeps.delete_sweep(session, current_user_id(), path.id)
     session.commit()
     return "", 204
+
+
+def _view(session: Session, sweep: Sweep) -> dict:
+    return sweep_views.sweep_to_dict(sweep, sweeps.trials_of(session, sweep))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.client.live_server import start_live
-from tests.factories import XOR_SPEC
+from tests.factories import xor_job
 from tests.integration.conftest import stack  # noqa: F401 - the shared integration fixture
 
 GRADTRACE = Path(sys.executable).parent / "gradtrace"
@@ -39,7 +39,7 @@ def cli(live, tmp_path):
                     **(env or {})}
         full_env = {k: v for k, v in full_env.items() if v is not None}
         proc = subprocess.run([str(GRADTRACE), *args], cwd=cwd or tmp_path, env=full_env,
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=timeout, check=False)
         return Run(proc.returncode, proc.stdout, proc.stderr)
     return run
 
@@ -48,8 +48,8 @@ def cli(live, tmp_path):
 def spec_file(tmp_path):
     """spec_file(epochs=50) -> path of a JSON XOR spec with those training settings."""
     def write(name: str = "spec.json", **training) -> Path:
-        body = json.loads(json.dumps(XOR_SPEC))
-        body["training"].update(training)
+        body = xor_job("", **training)
+        del body["dataset_id"], body["name"]
         path = tmp_path / name
         path.write_text(json.dumps(body))
         return path

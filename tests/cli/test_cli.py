@@ -12,6 +12,7 @@ import pytest
 
 from tests.cli.conftest import GRADTRACE
 from tests.client.live_server import EMBEDDED_ONLY
+from tests.factories import xor_job
 
 pytestmark = [pytest.mark.integration, EMBEDDED_ONLY]
 
@@ -24,13 +25,9 @@ def finished_jobs(live, xor_id):
     from gradtrace.client import Client
 
     with Client(live.url, live.token) as client:
-        jobs = [client.submit(json.loads(json.dumps(XOR)) | {"training": {
-            "epochs": epochs, "batch_size": 4, "seed": seed}}, xor_id, name=f"run{seed}")
-            for epochs, seed in ((120, 1), (60, 2))]
+        jobs = [client.submit(xor_job(xor_id, epochs=epochs, seed=seed), xor_id,
+                              name=f"run{seed}") for epochs, seed in ((120, 1), (60, 2))]
         return [client.wait(job.id, timeout=120).id for job in jobs]
-
-
-from tests.factories import XOR_SPEC as XOR  # noqa: E402
 
 
 def test_datasets_create_upload_list_and_delete(cli, tmp_path):
@@ -184,8 +181,7 @@ def test_watch_on_a_terminal_draws_the_live_bar_and_layer_table(live, xor_id, tm
     from gradtrace.client import Client
 
     with Client(live.url, live.token) as client:
-        job = client.submit(json.loads(json.dumps(XOR)) | {"training": {
-            "epochs": 600, "batch_size": 4, "seed": 5}}, xor_id, name="tty")
+        job = client.submit(xor_job(xor_id, epochs=600, seed=5), xor_id, name="tty")
     master, slave = pty.openpty()
     env = {"GRADTRACE_URL": live.url, "GRADTRACE_TOKEN": live.token, "PATH": "/usr/bin:/bin",
            "TERM": "xterm", "COLUMNS": "120", "LINES": "40"}

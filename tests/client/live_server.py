@@ -2,6 +2,7 @@
 a real worker, and a second server whose streams end after one second."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import pytest
@@ -32,7 +33,7 @@ def queued_job(stack, token: str, dataset_id: str) -> str:
     with session_scope(stack.factory) as session:
         owner = authenticate(session, token, stack.settings.token_pepper)
         job, _ = create_job(session, stack.settings, owner_id=owner.id, dataset_id=dataset_id,
-                            name="idle", raw_spec=dict(XOR_SPEC))
+                            name="idle", raw_spec=copy.deepcopy(XOR_SPEC))
     return job.id
 
 

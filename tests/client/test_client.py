@@ -7,10 +7,17 @@ import threading
 import numpy as np
 import pytest
 
-from gradtrace.client import (ApiError, AuthError, Client, DoneEvent, EpochEvent,
-                              NotFoundError, StatusEvent)
+from gradtrace.client import (
+    ApiError,
+    AuthError,
+    Client,
+    DoneEvent,
+    EpochEvent,
+    NotFoundError,
+    StatusEvent,
+)
 from tests.client.live_server import EMBEDDED_ONLY
-from tests.factories import XOR_SPEC
+from tests.factories import xor_job
 
 pytestmark = [pytest.mark.integration, EMBEDDED_ONLY]
 
@@ -18,9 +25,7 @@ XOR_X = [[0, 0], [0, 1], [1, 0], [1, 1]]
 
 
 def spec(epochs: int = 200, **training) -> dict:
-    body = {k: dict(v) if isinstance(v, dict) else v for k, v in XOR_SPEC.items()}
-    body["training"] = {**XOR_SPEC["training"], "epochs": epochs, **training}
-    return body
+    return xor_job("", epochs=epochs, **training)
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +163,6 @@ def test_errors_carry_status_code_and_details(gt, live, xor_id):
         gt.get_job("no-such-job")
     with pytest.raises(NotFoundError):
         list(gt.stream("no-such-job"))
-    with Client(live.url, "wrong-token") as stranger:
-        with pytest.raises(AuthError) as err:
-            stranger.list_jobs()
+    with Client(live.url, "wrong-token") as stranger, pytest.raises(AuthError) as err:
+        stranger.list_jobs()
     assert err.value.status == 401 and err.value.code == "unauthorized"

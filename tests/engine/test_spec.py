@@ -184,3 +184,20 @@ def test_early_stopping_on_validation_needs_validation_data():
     with pytest.raises(mlp.SpecError) as info:
         mlp.Trainer(spec, X, y, n_classes=2)
     assert info.value.errors[0][0] == "training.early_stopping.monitor"
+
+
+def test_json_schema_accepts_canonical_specs_and_refuses_bad_ones():
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(mlp.spec_json_schema())
+    validator.check_schema(mlp.spec_json_schema())
+    for raw in (BASE_SPEC, merge(BASE_SPEC, {"loss": {"name": "huber", "delta": 2.0}, "training": {"seed": None}}),
+                merge(BASE_SPEC, {"optimizer": {"name": "adam", "schedule": {"name": "cosine", "t_max": 5}},
+                                  "diagnostics": {"gradient_check": {"every_epochs": 2, "samples": 4}}})):
+        validator.validate(raw)
+        validator.validate(mlp.validate_spec(raw))
+    # validate_spec is stricter only in what JSON Schema cannot say simply: cross-field rules,
+    # per-name keys, per-activation alpha ranges, 2.0 as an integer, and NaN/inf (not JSON).
+    looser = ("needs a", "only", "not used by", "momentum > 0", "expected an integer", "finite", "< 1.0")
+    for override, field, message in BAD_SPECS:
+        if validator.is_valid(merge(BASE_SPEC, override)):
+            assert any(m in message for m in looser), (field, message)

@@ -22,10 +22,20 @@ from jobs.db import make_engine, make_sessionmaker, session_scope
 from jobs.models import Job
 from jobs.settings import Settings
 from tests.factories import make_token
-from tests.faults.reconcile import (Figures, duplicate_metric_rows, matches_reference,
-                                    missing_epochs)
-from tests.integration.services import (HttpServer, WorkerProcess, fresh_postgres_database,
-                                        migrate, redis_url, unique_queue)
+from tests.faults.reconcile import (
+    Figures,
+    duplicate_metric_rows,
+    matches_reference,
+    missing_epochs,
+)
+from tests.integration.services import (
+    HttpServer,
+    WorkerProcess,
+    fresh_postgres_database,
+    migrate,
+    redis_url,
+    unique_queue,
+)
 
 REDIS_DB = 12
 FAST = {"lease_ttl_s": 2.0, "heartbeat_s": 0.3, "reaper_interval_s": 0.5,
@@ -150,6 +160,17 @@ class FaultStack:
         FIGURES.append(figures)
         print(figures.line())
         return figures
+
+
+def wait_until(condition, timeout: float = 60.0, every: float = 0.02):
+    """Poll `condition` until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"condition not met in {timeout} s")
 
 
 def submit(client, dataset_id: str, name: str = "fault", **training) -> str:

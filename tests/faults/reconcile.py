@@ -117,7 +117,7 @@ class Figures:
         rec = "n/a"
         if self.recoveries:
             ordered = sorted(self.recoveries)
-            p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+            p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
             rec = f"p50 {statistics.median(ordered):.1f} s, p95 {p95:.1f} s, max {ordered[-1]:.1f} s"
         return (f"{self.scenario}: completed {self.completed}/{self.accepted}; bit-identical "
                 f"{self.identical}/{self.compared}; duplicate metric rows {self.duplicates}; "

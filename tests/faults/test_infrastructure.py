@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from jobs.db import session_scope
 from jobs.models import Job
-from tests.faults.conftest import create_dataset, submit
+from tests.faults.conftest import create_dataset, submit, wait_until
 from tests.integration.services import PG_ADMIN_URL
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -73,13 +73,13 @@ def test_redis_restart_with_jobs_queued_and_running_loses_none(make_stack, tmp_p
         with stack.client() as client:
             dataset_id = create_dataset(client)
             accepted = [submit(client, dataset_id) for _ in range(6)]
-        _wait(lambda: list(statuses(stack, accepted).values()).count("running") == 2)
+        wait_until(lambda: list(statuses(stack, accepted).values()).count("running") == 2)
         waiting = [j for j, s in statuses(stack, accepted).items() if s == "queued"]
         redis.stop()
         time.sleep(2.0)
         redis.start()
         back = time.monotonic()
-        _wait(lambda: any(statuses(stack, waiting)[j] != "queued" for j in waiting), 120)
+        wait_until(lambda: any(statuses(stack, waiting)[j] != "queued" for j in waiting), 120)
         recovery = time.monotonic() - back
         stack.wait(accepted, timeout=180)
         figures = stack.reconcile("3. Redis restarted (2 s down, AOF) with 2 running, "
@@ -92,8 +92,11 @@ def test_redis_restart_with_jobs_queued_and_running_loses_none(make_stack, tmp_p
 
 
 def test_killed_database_connections_lose_no_epoch(make_stack):
-    """Scenario 4: pg_terminate_backend on every connection to the job database, 3x a second."""
-    stack = make_stack()
+    """Scenario 4: pg_terminate_backend on every connection to the job database, 3x a second.
+
+    Checkpoints go to the shared folder here, so file writes meet the dropped connections.
+    """
+    stack = make_stack(checkpoint_storage="folder")
     stack.start_worker()
     db_name = stack.settings.database_url.rsplit("/", 1)[1]
     with stack.client() as client:
@@ -113,15 +116,17 @@ def test_killed_database_connections_lose_no_epoch(make_stack):
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     try:
-        _wait(lambda: _all_finished(stack, accepted), 240)
+        wait_until(lambda: _all_finished(stack, accepted), 240)
     finally:
         stop.set()
         thread.join(5)
         admin.dispose()
     attempts = [stack.job(j).attempts for j in accepted]
+    leftovers = list((stack.settings.storage_dir / "checkpoints").iterdir())
     figures = stack.reconcile("4. PostgreSQL connections killed every 0.3 s in training",
                               accepted, note=f"{killed[0]} connections killed; attempts {attempts}")
     assert killed[0] > 10
+    assert leftovers == []  # every checkpoint file was replaced or removed
     assert figures.completed == figures.identical == len(accepted)
     assert figures.duplicates == 0
 
@@ -131,10 +136,3 @@ def _all_finished(stack, job_ids) -> bool:
         return all(s in ("succeeded", "failed") for s in statuses(stack, job_ids).values())
     except OperationalError:  # our own connection was just killed too
         return False
-
-
-def _wait(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)

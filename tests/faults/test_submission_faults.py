@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from jobs.db import session_scope
 from jobs.models import Job
-from tests.faults.conftest import FAULT_SPEC, create_dataset, submit
+from tests.faults.conftest import FAULT_SPEC, create_dataset, submit, wait_until
 from tests.integration.services import HttpServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -64,7 +64,7 @@ def test_a_job_committed_before_the_api_died_still_runs(stack, client, dataset_i
                 assert api.post("/v1/jobs", json=body).status_code == 500  # the "crash"
                 job_id = _job_named(stack, f"unpublished-{i}")
                 accepted.append(job_id)
-                _wait(lambda: stack.job(job_id).status != "queued", 60)
+                wait_until(lambda j=job_id: stack.job(j).status != "queued", 60)
                 recoveries.append(time.monotonic() - sent)
     finally:
         crashing.stop()
@@ -116,10 +116,3 @@ def _api(stack, fault: str):
 def _job_named(stack, name: str) -> str:
     with session_scope(stack.factory) as session:
         return session.scalar(select(Job.id).where(Job.name == name))
-
-
-def _wait(condition, timeout):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)

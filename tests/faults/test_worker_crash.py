@@ -8,21 +8,11 @@ import time
 
 import pytest
 
-from tests.faults.conftest import create_dataset, submit
+from tests.faults.conftest import create_dataset, submit, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 # bench/faults.py raises this for the soak.
 KILLS = int(os.environ.get("GRADTRACE_FAULT_KILLS", "10"))
-
-
-def wait_until(condition, timeout=60.0, every=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError("condition not met in time")
 
 
 def test_sigkilled_workers_lose_no_job_and_change_no_result(make_stack):
@@ -36,17 +26,7 @@ def test_sigkilled_workers_lose_no_job_and_change_no_result(make_stack):
         for _ in range(KILLS):
             job_id = submit(client, dataset_id)
             accepted.append(job_id)
-            kill_at = rng.randint(1, 200)
-            job = wait_until(lambda: (lambda j: j if j.status == "running" and j.epoch >= kill_at
-                                      else None)(stack.job(job_id)))
-            time.sleep(rng.uniform(0, 0.05))  # and a random batch within the epoch
-            victim = stack.worker_holding(job_id)
-            victim.proc.kill()
-            killed_at = time.monotonic()
-            # Recovered when another lease number has the job running (or done) again.
-            wait_until(lambda: stack.job(job_id).lease_epoch > job.lease_epoch
-                       and stack.job(job_id).status != "queued", timeout=60)
-            recoveries.append(time.monotonic() - killed_at)
+            recoveries.append(_kill_during(stack, job_id, rng))
         stack.wait(accepted)
     figures = stack.reconcile("1. worker SIGKILLed mid-training", accepted,
                               recoveries=recoveries, note=f"{KILLS} kills, "
@@ -54,6 +34,24 @@ def test_sigkilled_workers_lose_no_job_and_change_no_result(make_stack):
     assert figures.completed == figures.identical == KILLS
     assert figures.duplicates == 0
     assert all(stack.job(j).attempts == 2 for j in accepted)
+
+
+def _kill_during(stack, job_id: str, rng: random.Random) -> float:
+    """SIGKILL the worker holding `job_id` at a random epoch and batch; seconds to recover."""
+    kill_at = rng.randint(1, 200)
+
+    def running_past_kill_point():
+        job = stack.job(job_id)
+        return job if job.status == "running" and job.epoch >= kill_at else None
+
+    lease = wait_until(running_past_kill_point).lease_epoch
+    time.sleep(rng.uniform(0, 0.05))  # and a random batch within the epoch
+    stack.worker_holding(job_id).proc.kill()
+    killed_at = time.monotonic()
+    # Recovered when another lease number has the job running (or done) again.
+    wait_until(lambda: stack.job(job_id).lease_epoch > lease
+               and stack.job(job_id).status != "queued", timeout=60)
+    return time.monotonic() - killed_at
 
 
 def test_a_job_longer_than_the_visibility_timeout_trains_once(make_stack):

@@ -34,7 +34,9 @@ def fuzz_target(tmp_path):
         state_dir=tmp_path / "state", database_url=f"sqlite:///{tmp_path / 'fuzz.db'}",
         broker_url="memory://", storage_dir=tmp_path / "storage",
         rate_limit="1000000 per minute", auth_failure_rate_limit="1000000 per minute",
-        max_active_jobs_per_user=100_000)
+        max_active_jobs_per_user=100_000,
+        # A queued job's event stream would stay open for an hour: end it quickly.
+        events_max_s=1.0, events_poll_s=0.1)
     settings.ensure_dirs()
     engine = make_engine(settings.database_url)
     Base.metadata.create_all(engine)
@@ -63,5 +65,4 @@ def test_fuzz_whole_api_finds_no_failure(fuzz_target, tmp_path):
     summary = result.stdout[result.stdout.find("SUMMARY"):] or result.stdout[-4000:]
     print(summary)
     assert result.returncode == 0, f"seed {seed}:\n{result.stdout[-20000:]}\n{result.stderr[-3000:]}"
-    assert "0 failures" not in summary or True
     assert "Tested: " in summary

@@ -6,17 +6,20 @@ import threading
 import time
 
 import pytest
-
-import mlp
 from sqlalchemy import select
 
+import mlp
 from jobs import training
 from jobs.artifacts import CHECKPOINT, load_artifact
 from jobs.db import session_scope
 from jobs.lease import claim
 from jobs.models import Job, User
-from tests.faults.reconcile import (duplicate_metric_rows, matches_reference, metric_row_count,
-                                    missing_epochs)
+from tests.faults.reconcile import (
+    duplicate_metric_rows,
+    matches_reference,
+    metric_row_count,
+    missing_epochs,
+)
 from tests.jobs.training_fixtures import StopAfter, job_row, make_dataset, make_job
 
 

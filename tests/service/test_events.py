@@ -204,22 +204,21 @@ def _healthy(url: str) -> bool:
 def gunicorn_url(sse):
     stack_ = sse[0]
     port = _free_port()
-    log = open(stack_.log_dir / "gunicorn.log", "wb")
+    log_path = stack_.log_dir / "gunicorn.log"
     env = {**stack_.env, "GRADTRACE_EVENTS_POLL_S": "0.1", "PORT": str(port)}
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config",
-                             str(ROOT / "service/gunicorn_conf.py"), "--bind",
-                             f"127.0.0.1:{port}", "--workers", "1", "service.wsgi:app"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config",
+                                 str(ROOT / "service/gunicorn_conf.py"), "--bind",
+                                 f"127.0.0.1:{port}", "--workers", "1", "service.wsgi:app"],
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while not _healthy(url):
-        assert proc.poll() is None and time.monotonic() < deadline, \
-            (stack_.log_dir / "gunicorn.log").read_text()[-3000:]
+        assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
         time.sleep(0.2)
     yield url
     proc.terminate()
     proc.wait(30)
-    log.close()
 
 
 @pytest.mark.integration
@@ -227,12 +226,12 @@ def test_gunicorn_gthread_streams_two_jobs_at_once(sse, gunicorn_url, http, data
     token = sse[3]
     ids = [http.post("/v1/jobs", json=xor_job(dataset_id, epochs=200)).json()["id"]
            for _ in range(2)]
-    with httpx.Client(base_url=gunicorn_url, timeout=60,
-                      headers={"Authorization": f"Bearer {token}"}) as client:
-        with client.stream("GET", f"/v1/jobs/{ids[0]}/events") as first, \
-                client.stream("GET", f"/v1/jobs/{ids[1]}/events") as second:
-            assert first.headers["x-accel-buffering"] == "no"
-            results = [read_events(first.iter_lines()), read_events(second.iter_lines())]
+    client = httpx.Client(base_url=gunicorn_url, timeout=60,
+                          headers={"Authorization": f"Bearer {token}"})
+    with client, client.stream("GET", f"/v1/jobs/{ids[0]}/events") as first, \
+            client.stream("GET", f"/v1/jobs/{ids[1]}/events") as second:
+        assert first.headers["x-accel-buffering"] == "no"
+        results = [read_events(first.iter_lines()), read_events(second.iter_lines())]
     for events in results:
         assert epochs_of(events) == list(range(1, 201))
         assert events[-1].kind == "done" and events[-1].data["status"] == "succeeded"

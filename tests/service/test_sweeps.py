@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from jobs import sweep_search, sweeps
+from jobs import sweep_search, sweep_views, sweeps
 from jobs.db import session_scope
 from jobs.errors import InvalidInput
 from jobs.models import Job, Sweep
@@ -98,10 +98,10 @@ def test_rank_orders_by_metric_and_puts_unfinished_last():
                    summary=None if value is None else {"final_val_loss": value})
 
     trials = [job(0, 0.5), job(1, None, "running"), job(2, 0.1), job(3, 0.5), job(4, None)]
-    ranked = sweeps.rank(trials, "final_val_loss", "minimize")
+    ranked = sweep_views.rank(trials, "final_val_loss", "minimize")
     assert [(r, j.sweep_trial) for r, j in ranked] == [(1, 2), (2, 0), (3, 3), (None, 1),
                                                       (None, 4)]
-    best = sweeps.rank(trials, "final_val_loss", "maximize")[0][1]
+    best = sweep_views.rank(trials, "final_val_loss", "maximize")[0][1]
     assert best.sweep_trial in (0, 3)
 
 
@@ -227,7 +227,7 @@ def test_promotion_ignores_jobs_outside_sweeps(client, alice, xor_dataset, sessi
 def test_cancel_stops_every_unfinished_trial(client, alice, xor_dataset, train):
     body = sweep_body(xor_dataset, {"optimizer.learning_rate": [0.1, 0.2, 0.3]})
     sweep = create(client, alice, body).get_json()
-    train(sorted(sweep["trials"], key=lambda t: t["trial"])[0]["id"])
+    train(min(sweep["trials"], key=lambda t: t["trial"])["id"])
     resp = client.post(f"/v1/sweeps/{sweep['id']}/cancel", headers=alice)
     assert resp.status_code == 202
     assert resp.get_json()["counts"] == {"succeeded": 1, "cancelled": 2}
@@ -268,3 +268,37 @@ def test_list_and_delete(client, alice, xor_dataset, train):
     assert client.get(f"/v1/sweeps/{sweep['id']}", headers=alice).status_code == 404
     job = client.get(f"/v1/jobs/{sweep['trials'][0]['id']}", headers=alice)
     assert job.get_json()["status"] == "succeeded"  # the trial stays, as a plain job
+
+
+def test_a_huge_grid_is_refused_without_being_built():
+    params = sweep_search.parse_parameters(
+        {f"optimizer.p{i}": list(range(1000)) for i in range(20)}, "grid")
+    with pytest.raises(InvalidInput) as info:
+        sweep_search.expand(params, "grid", sweeps.MAX_TRIALS, seed=0)
+    assert info.value.details[0][0] == "max_trials"
+
+
+def test_a_base_value_in_the_way_of_a_path_is_an_error_not_overwritten():
+    params = sweep_search.parse_parameters({"training.batch_size": [2]}, "grid")
+    with pytest.raises(InvalidInput) as info:
+        sweep_search.apply({"training": 5}, params, {"training.batch_size": 2})
+    assert info.value.details[0][0] == "search.parameters.training.batch_size"
+
+
+def test_the_reaper_pass_queues_trials_whose_predecessor_ended_without_a_worker(
+        client, alice, xor_dataset, session_factory, settings):
+    from jobs.reaper import reap
+
+    body = sweep_body(xor_dataset, {"optimizer.learning_rate": [0.1, 0.2, 0.3]},
+                      parallel_trials=1)
+    sweep = create(client, alice, body).get_json()
+    first, second, _ = sorted(sweep["trials"], key=lambda t: t["trial"])
+    with session_scope(session_factory) as session:
+        assert sweeps.promote_stalled(session) == []  # the slot is taken
+        # As the reaper leaves a job whose worker died on every attempt.
+        session.get(Job, first["id"]).status = "failed"
+    with session_scope(session_factory) as session:
+        assert reap(session, settings).to_send == [second["id"]]
+    with session_scope(session_factory) as session:
+        assert sweeps.promote_stalled(session) == []
+        assert session.get(Job, second["id"]).status == "queued"

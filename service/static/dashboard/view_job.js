@@ -59,10 +59,10 @@ class JobPage {
       card("Summary", this.summaryBox),
       card("Spec", el("pre", { class: "spec", id: "job-spec" },
         JSON.stringify(job.spec, null, 2)))));
-    this.loss = new LineChart(lossBox, { yLabel: "loss", series: [
-      { label: "train", color: color(0) }, { label: "validation", color: color(1), dash: [6, 4] }] });
-    this.accuracy = new LineChart(accBox, { yLabel: "accuracy", series: [
-      { label: "train", color: color(0) }, { label: "validation", color: color(1), dash: [6, 4] }] });
+    const trainVal = () => [{ label: "train", color: color(0) },
+      { label: "validation", color: color(1), dash: [6, 4] }];
+    this.loss = new LineChart(lossBox, { yLabel: "loss", series: trainVal() });
+    this.accuracy = new LineChart(accBox, { yLabel: "accuracy", series: trainVal() });
     const layerSeries = layers.map((label, i) => ({ label, color: color(i + 2) }));
     this.grad = new LineChart(gradBox, { yLabel: "‖∂L/∂W‖", logY: true, series: layerSeries });
     this.delta = new LineChart(deltaBox, { yLabel: "‖δ‖", logY: true, series: layerSeries });
@@ -136,7 +136,8 @@ class JobPage {
     this.summaryBox.replaceChildren(...SUMMARY_KEYS.filter((k) => k in summary).flatMap(
       (k) => [el("dt", {}, k.replaceAll("_", " ")), el("dd", {}, fmt(summary[k]))]));
     if (!job.summary) {
-      this.summaryBox.append(el("dd", { class: "muted" }, "The summary appears when the job succeeds."));
+      this.summaryBox.append(el("dd", { class: "muted" },
+        "The summary appears when the job succeeds."));
     }
   }
 
