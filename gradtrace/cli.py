@@ -55,7 +55,7 @@ def _configure(ctx: typer.Context,
     tty = sys.stdout.isatty()
     # A pipe gets wide, uncoloured output so ids are never wrapped or cut.
     out = Console(width=None if tty else 200, highlight=False)
-    ctx.obj = CliContext(url, token, out, Console(stderr=True, highlight=False))
+    ctx.obj = CliContext(url, token, out)
     ctx.call_on_close(ctx.obj.close)
 
 

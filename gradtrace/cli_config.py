@@ -40,7 +40,6 @@ class CliContext:
     url: str | None
     token: str | None
     out: Console
-    err: Console
     _client: Client | None = field(default=None, repr=False)
 
     def client(self) -> Client:

@@ -25,7 +25,8 @@ from jobs.storage import BlobStore
 # about a second of CPU (docs/diagnosis.md has the measurement).
 MAX_GRADCHECK_PARAMETERS = 10_000
 MAX_TRACE_ROWS = 16
-TRACE_MAX_FULL = 64  # mlp.trace's default: arrays up to this size are given in full
+# Arrays up to this size come in full: a 16-row trace of 64-unit layers, enough to draw.
+TRACE_MAX_FULL = 1024
 
 
 @dataclass

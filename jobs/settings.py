@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     # Hardening (issue 6). The rate limit is per authenticated user (per address before
     # authentication), in Flask-Limiter's notation; its store must be shared by all API
     # processes, so it defaults to the Redis broker and is memory:// only otherwise.
-    rate_limit: str = "600 per minute"
+    rate_limit: str = "3000 per minute"
     auth_failure_rate_limit: str = "60 per minute"
     rate_limit_storage_uri: str = ""
     # Origins allowed to call the API from a browser; empty means CORS closed.

@@ -1,7 +1,7 @@
 """The HTTP API: the only package that imports Flask.
 
-May import `jobs`, `mlp`, Flask, flask-openapi3, pydantic and Celery's client side (to
-send a job id by task name). Never imports `worker`.
+May import `jobs`, `mlp`, Flask, flask-openapi3, Flask-Limiter (and its `limits`),
+pydantic and Celery's client side (to send a job id by task name). Never imports `worker`.
 """
 from service.app import create_app
 

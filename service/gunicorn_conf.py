@@ -32,12 +32,11 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # HOME (/app) is read-only and nothing uses `gunicornc`, so do not open one.
 control_socket_disable = True
 
-# Logs to stdout/stderr for `docker compose logs`. The default access_log_format is kept on
-# purpose: it logs no request headers, so an `Authorization: Bearer ...` token never reaches
-# the log. Do not add %({authorization}i)s or similar.
+# Logs to stdout/stderr for `docker compose logs`. The access log records no request
+# headers, so an `Authorization: Bearer ...` token never reaches it (do not add
+# %({authorization}i)s or similar), and no query string: gunicorn's default format logs
+# the request line (%(r)s), so a token pasted into a URL would be written down. Path only.
 accesslog = "-"
-# The default format logs the request line with its query string (%(r)s): a token pasted
-# into a URL would be written to the log. Log the path only (%(U)s), never the query.
 access_log_format = '%(h)s %(t)s %(m)s %(U)s %(H)s %(s)s %(b)s %(L)ss "%(a)s"'
 errorlog = "-"
 loglevel = "info"

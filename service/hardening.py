@@ -1,5 +1,6 @@
-"""Hardening hooks: security headers, closed-by-default CORS, UUID-only path ids, and the
-startup check that refuses a deployment still using the public development pepper.
+"""Hardening hooks: security headers, closed-by-default CORS, UUID-only path ids, a body
+limit that holds without Content-Length, and the start-up check that refuses a deployment
+still using the public development pepper.
 
 Imports Flask, `jobs` and `service` modules only.
 """
@@ -8,7 +9,6 @@ from __future__ import annotations
 import uuid
 
 from flask import Flask, Response, current_app, request
-
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from jobs.errors import NotFound

@@ -5,6 +5,7 @@ clients (and the fuzzer): what a POST creates can be read, cancelled or deleted.
 from __future__ import annotations
 
 import copy
+import re
 
 from flask import jsonify
 from flask_openapi3 import OpenAPI
@@ -19,16 +20,8 @@ BODY_METHODS = ("post", "put", "patch")
 SSE_EVENT = {"type": "object", "required": ["data"],
              "properties": {"event": {"type": "string"}, "data": {"type": "string"},
                             "id": {"type": "string"}}}
-# (method, path) of a creating operation -> links from its success response.
-LINKS = {
-    ("post", "/v1/datasets"): ("201", [("get", "/v1/datasets/{id}"),
-                                       ("delete", "/v1/datasets/{id}")]),
-    ("post", "/v1/jobs"): ("202", [("get", "/v1/jobs/{id}"), ("post", "/v1/jobs/{id}/cancel"),
-                                   ("get", "/v1/jobs/{id}/metrics"),
-                                   ("get", "/v1/jobs/{id}/model"),
-                                   ("post", "/v1/jobs/{id}/predict")]),
-    ("post", "/v1/admin/tokens"): ("201", [("post", "/v1/admin/tokens/{id}/revoke")]),
-}
+# Collections whose POST creates a resource answering with its `id`.
+CREATORS = ("/v1/datasets", "/v1/jobs", "/v1/sweeps", "/v1/admin/tokens")
 
 
 def build_document(app: OpenAPI) -> dict:
@@ -99,18 +92,23 @@ def _error_statuses(path: str, method: str, operation: dict) -> set[str]:
 
 
 def _add_links(doc: dict) -> None:
+    """Link each creating POST to every operation on the created resource (any route
+    added later under `<collection>/{id}` is linked too); each id argument gets the id."""
     paths = doc.get("paths", {})
-    for (method, path), (status, targets) in LINKS.items():
-        response = paths.get(path, {}).get(method, {}).get("responses", {}).get(status)
-        if response is None:
+    for collection in CREATORS:
+        post = paths.get(collection, {}).get("post")
+        if post is None:
             continue
-        links = response.setdefault("links", {})
-        for t_method, t_path in targets:
-            target = paths.get(t_path, {}).get(t_method)
-            if target is not None:
-                links[target["operationId"]] = {
-                    "operationId": target["operationId"],
-                    "parameters": {"path.id": "$response.body#/id"}}
+        status = next((s for s in sorted(post["responses"]) if s.startswith("2")), None)
+        links = post["responses"][status].setdefault("links", {}) if status else {}
+        for path, operations in paths.items():
+            if not path.startswith(collection + "/{id}"):
+                continue
+            args = re.findall(r"\{([^}]+)\}", path)
+            for operation in operations.values():
+                links[operation["operationId"]] = {
+                    "operationId": operation["operationId"],
+                    "parameters": {f"path.{a}": "$response.body#/id" for a in args}}
 
 
 def finish_openapi(app: OpenAPI) -> None:

@@ -129,6 +129,7 @@ def test_examples_raise_their_flags_on_a_real_worker(page, live, http, datasets,
     if job["status"] == "succeeded":
         open_trace(page, live, job["id"], TRACE_ROWS["moons"])
         assert page.locator("#flag-list li").count() == len(codes)
+        page.click("#mode-backward")  # the error δ on the units, flowing back
         screenshot(page, f"{name}-trace.png")
     page.goto(f"{live.url}/#/jobs/{job['id']}")
     page.wait_for_timeout(1500)  # let the charts draw

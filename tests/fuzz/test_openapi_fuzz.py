@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,4 +66,7 @@ def test_fuzz_whole_api_finds_no_failure(fuzz_target, tmp_path):
     summary = result.stdout[result.stdout.find("SUMMARY"):] or result.stdout[-4000:]
     print(summary)
     assert result.returncode == 0, f"seed {seed}:\n{result.stdout[-20000:]}\n{result.stderr[-3000:]}"
-    assert "Tested: " in summary
+    selected = re.search(r"Selected: (\d+)/(\d+)\s+Tested: (\d+)", summary)
+    assert selected and len(set(selected.groups())) == 1, "every operation must be fuzzed"
+    cases = re.search(r"(\d+) generated, (\d+) passed", summary)
+    assert cases and int(cases[1]) == int(cases[2]) > 10 * int(selected[1]), summary

@@ -89,3 +89,20 @@ def test_unknown_token_id_is_404(client, root):
     resp = client.post("/v1/admin/tokens/00000000-0000-4000-8000-000000000000/revoke",
                        headers=root)
     assert resp.status_code == 404
+
+
+def test_expired_token_is_refused(client, root, session_factory):
+    from datetime import datetime, timedelta, timezone
+
+    from jobs.db import session_scope
+    from jobs.models import Token
+
+    created = client.post("/v1/admin/tokens", json={"user": "dora", "expires_in_days": 1},
+                          headers=root).get_json()
+    dora = {"Authorization": f"Bearer {created['token']}"}
+    assert client.get("/v1/jobs", headers=dora).status_code == 200
+    with session_scope(session_factory) as session:
+        session.get(Token, created["id"]).expires_at = (
+            datetime.now(timezone.utc) - timedelta(seconds=1))
+    resp = client.get("/v1/jobs", headers=dora)
+    assert resp.status_code == 401 and "expired" in resp.get_json()["error"]["message"]

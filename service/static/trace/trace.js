@@ -30,6 +30,8 @@ async function api(method, path, body) {
 // ---- numbers --------------------------------------------------------------------
 
 const fmt = (v) => (v === null || v === undefined ? "·" : Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(3) : v.toFixed(4));
+const short = (v) => (v === 0 ? "0" : Math.abs(v) >= 1e3 || Math.abs(v) < 1e-2 ? v.toExponential(1) : v.toPrecision(3));
+const DECADES = 4; // connection widths span four orders of magnitude of |∂L/∂W|
 const row = (entry, i) => (entry.values ? entry.values[i] : null);
 const vec = (values) => "[" + values.map(fmt).join(", ") + "]";
 const mat = (values) => "[" + values.map(vec).join(",\n   ") + "]";
@@ -74,26 +76,39 @@ function drawNetwork() {
   const svg = $("network");
   svg.replaceChildren();
   const trace = state.trace;
-  const width = svg.clientWidth || 900, height = 440, depth = trace.layers.length;
+  const depth = trace.layers.length;
   const columns = [];
-  for (let l = 0; l <= depth; l++) {
-    const x = 70 + (width - 140) * (l / depth);
-    columns.push({ x, values: unitValues(trace, l) });
-    columns[l].points = positions(columns[l].values.length, x, height);
-  }
-  for (let l = 1; l <= depth; l++) drawConnections(svg, trace.layers[l - 1].dW, columns[l - 1], columns[l]);
-  columns.forEach((column, l) => drawUnits(svg, column, l));
+  for (let l = 0; l <= depth; l++) columns.push({ values: unitValues(trace, l) });
+  const tallest = Math.max(...columns.map((c) => c.values.length));
+  const width = svg.clientWidth || 900, height = Math.max(360, 46 * (tallest + 1)) + 50;
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("height", String(height));
+  columns.forEach((column, l) => {
+    column.x = 70 + (width - 140) * (l / depth);
+    column.points = positions(column.values.length, column.x, height - 50);
+  });
+  // One scale for every layer, so a gradient that vanishes layer by layer looks it.
+  const gmax = Math.max(...trace.layers.map((layer) => largest(layer.dW))) || 1;
+  for (let l = 1; l <= depth; l++) drawConnections(svg, trace.layers[l - 1].dW, columns[l - 1], columns[l], gmax);
+  columns.forEach((column, l) => drawUnits(svg, column, l, height));
 }
 
-function drawConnections(svg, dW, from, to) {
+function largest(entry) {
+  return full(entry) ? Math.max(...entry.values.flat().map(Math.abs)) : Math.abs(entry.top[0].value);
+}
+
+function connectionWidth(g, gmax) {
+  const decades = Math.log10(Math.abs(g) / gmax + 1e-300);
+  return 0.3 + 6 * Math.max(0, 1 + decades / DECADES);
+}
+
+function drawConnections(svg, dW, from, to, gmax) {
   if (!full(dW)) return;
-  const flat = dW.values.flat().map(Math.abs);
-  const scale = Math.max(...flat) || 1;
   from.points.forEach((p, i) => to.points.forEach((q, j) => {
     if (from.values[i] === undefined || to.values[j] === undefined) return;
     const g = dW.values[i][j];
     el("line", { x1: p.x, y1: p.y, x2: q.x, y2: q.y, stroke: g >= 0 ? "#dc2626" : "#2563eb",
-                 "stroke-width": 0.5 + 6 * Math.abs(g) / scale, "stroke-opacity": 0.65 }, svg)
+                 "stroke-width": connectionWidth(g, gmax), "stroke-opacity": 0.6 }, svg)
       .appendChild(title("∂L/∂W[" + i + "][" + j + "] = " + fmt(g)));
   }));
 }
@@ -104,7 +119,7 @@ function title(content) {
   return t;
 }
 
-function drawUnits(svg, column, l) {
+function drawUnits(svg, column, l, height) {
   const trace = state.trace;
   const active = state.steps.length && state.steps[state.step].layer === l;
   const group = el("g", { class: active ? "active" : "" }, svg);
@@ -115,11 +130,17 @@ function drawUnits(svg, column, l) {
   column.points.forEach((p, i) => {
     const v = column.values[i];
     if (v === undefined) { text(group, p.x, p.y, "⋯"); return; }
-    el("circle", { cx: p.x, cy: p.y, r: 16, fill: shade(v, scale), stroke: "#475569" }, group);
-    text(group, p.x, p.y + 4, fmt(v), "unit-label");
+    el("circle", { cx: p.x, cy: p.y, r: 20, fill: shade(v, scale), stroke: "#475569" }, group)
+      .appendChild(title(fmt(v)));
+    text(group, p.x, p.y + 4, short(v), "unit-label");
   });
   const symbol = l === 0 ? "x" : state.mode === "forward" ? "a" + l : "δ" + l;
-  text(group, column.x, 432, symbol);
+  text(group, column.x, height - 34, symbol);
+  if (l > 0) {
+    const layer = trace.layers[l - 1];
+    text(group, column.x, height - 20, `‖δ‖ ${short(layer.delta.norm)}`, "norms");
+    text(group, column.x, height - 6, `‖∂L/∂W‖ ${short(layer.dW.norm)}`, "norms");
+  }
 }
 
 // ---- large layers: norms and top entries ----------------------------------------
@@ -215,7 +236,8 @@ function showFlags(job) {
     const li = document.createElement("li");
     const code = document.createElement("span");
     code.className = "code";
-    code.textContent = f.code.replace(/_/g, " ") + " (from epoch " + f.epoch + "): ";
+    const when = f.until === null ? `from epoch ${f.epoch}` : `epochs ${f.epoch} to ${f.until}`;
+    code.textContent = f.code.replace(/_/g, " ") + " (" + when + "): ";
     li.append(code, document.createTextNode(f.message));
     list.appendChild(li);
   });
