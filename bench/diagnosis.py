@@ -83,8 +83,8 @@ def bench_diagnosis(epochs: int) -> None:
             full_again = timed(lambda: diagnose(s, job))
         engine.dispose()
     print(f"diagnosis, {epochs} epochs x 3 layers (SQLite):")
-    print(f"  first (full pass)        {first * 1e3:9.1f} ms   {first / metrics:6.2f}x read_metrics "
-          f"({metrics * 1e3:.1f} ms)")
+    print(f"  first (full pass)        {first * 1e3:9.1f} ms   {first / metrics:6.2f}x "
+          f"read_metrics ({metrics * 1e3:.1f} ms)")
     print(f"  repeated poll (cached)   {poll * 1e3:9.3f} ms   {poll / view:6.1f}x job_to_dict "
           f"({view * 1e3:.3f} ms); {first / poll:,.0f}x faster than the first")
     print(f"  after 100 new epochs     {more * 1e3:9.3f} ms   {full_again / more:,.0f}x faster "

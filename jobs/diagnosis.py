@@ -17,6 +17,7 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
@@ -83,7 +84,7 @@ class Detectors:
 
     def raise_flag(self, key: str, code: str, epoch: int, message: str,
                    layer: int | None = None) -> None:
-        """Report `code` from `epoch`, unless it was already seen earlier; open while `key` holds."""
+        """Report `code` from `epoch` unless seen earlier; it stays open while `key` holds."""
         if code in self.flags and self.flags[code]["epoch"] <= epoch:
             return
         self.flags[code] = {"code": code, "epoch": epoch, "until": None, "layer": layer,
@@ -135,7 +136,7 @@ class Detectors:
                 self.release("oscillation", epoch)
             return
         losses = [v for _, v in recent]
-        rises = sum(b > a for a, b in zip(losses, losses[1:]))
+        rises = sum(b > a for a, b in pairwise(losses))
         if rises < OSCILLATION_RISES:
             if self.open:
                 self.release("oscillation", epoch)

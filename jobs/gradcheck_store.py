@@ -38,17 +38,18 @@ class GradcheckRecorder:
     """Runs the spec's gradient check at recorded epochs and stores it, fenced by lease.
 
     The check runs at the first recorded epoch at or after each multiple of
-    `every_epochs` (records may be sparser than checks). Dataset arrays are loaded on the
-    first check only, so jobs without the option pay nothing.
+    `every_epochs` (records may be sparser than checks), counting from the epoch the
+    trainer starts at, so a resumed run checks the same epochs as an uninterrupted one.
+    Dataset arrays are loaded on the first check only: jobs without the option pay nothing.
     """
 
     def __init__(self, factory: sessionmaker[Session], settings: Settings, lease: Lease,
-                 spec: dict, lease_lost: Callable[[], bool]):
+                 trainer: mlp.Trainer, lease_lost: Callable[[], bool]):
         self._factory, self._settings, self._lease = factory, settings, lease
         self._lease_lost = lease_lost
-        self._spec = spec
-        self._config = (spec.get("diagnostics") or {}).get("gradient_check")
-        self._last_checked = 0
+        self._spec = trainer.spec
+        self._config = (self._spec.get("diagnostics") or {}).get("gradient_check")
+        self._last_checked = trainer.epoch
         self._data: tuple[np.ndarray, np.ndarray, int | None] | None = None
 
     def maybe(self, record: mlp.EpochRecord, trainer: mlp.Trainer) -> None:

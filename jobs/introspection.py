@@ -12,7 +12,6 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 import mlp
-from mlp.trace import describe
 from jobs.artifacts import MODEL, load_artifact
 from jobs.checkpoint_store import CheckpointStore
 from jobs.datasets import load_arrays
@@ -20,6 +19,7 @@ from jobs.errors import Conflict, InvalidInput, LimitExceeded, NotFound
 from jobs.models import Dataset, Job
 from jobs.settings import Settings
 from jobs.storage import BlobStore
+from mlp.trace import describe
 
 # Finite differences cost two forward passes per parameter: this bounds a request to
 # about a second of CPU (docs/diagnosis.md has the measurement).

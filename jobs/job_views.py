@@ -29,4 +29,5 @@ def job_to_dict(job: Job) -> dict:
         "attempts": job.attempts,
         "worker": job.lease_owner,
         "cancel_requested": job.cancel_requested,
+        "sweep_id": job.sweep_id,
     }

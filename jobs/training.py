@@ -122,12 +122,13 @@ def run_job(factory: sessionmaker[Session], settings: Settings, job_id: str, *,
 def _attempt(run: Run, shutdown: threading.Event,
              on_start: Callable[[str], None] | None) -> str:
     try:
-        _prepare(run)
+        retry_db(lambda: _prepare(run), lease_lost=run.lease_lost,
+                 what=f"loading {run.lease.job_id}")
     except mlp.SpecError as exc:
         return _fail(run, f"invalid spec: {exc}")
+    except LeaseLost:
+        raise
     except Exception as exc:
-        if is_transient(exc):
-            raise  # the lease expires and the reaper retries: a counted attempt
         log.exception("job %s could not start", run.lease.job_id)
         return _fail(run, f"could not start: {exc.__class__.__name__}: {exc}")
     if on_start is not None:
@@ -172,10 +173,10 @@ def _train(run: Run, shutdown: threading.Event) -> str:
     buffer = MetricBuffer(run.factory, run.lease, flush_seconds=settings.metrics_flush_seconds,
                           flush_rows=settings.metrics_flush_rows)
     checkpoints = _Checkpointer(run, buffer, started, settings.checkpoint_interval_s)
-    gradchecks = GradcheckRecorder(run.factory, settings, run.lease, trainer.spec, run.lease_lost)
+    gradchecks = GradcheckRecorder(run.factory, settings, run.lease, trainer, run.lease_lost)
     try:
-        result = trainer.fit(on_epoch=lambda r: (buffer.add(r.to_dict()), checkpoints.maybe(),
-                                                 gradchecks.maybe(r, trainer)),
+        result = trainer.fit(on_epoch=lambda r: (buffer.add(r.to_dict()), gradchecks.maybe(
+                                 r, trainer), checkpoints.maybe()),
                              should_stop=flags)
     except mlp.DivergenceError as exc:
         buffer.drain(trainer.epoch, run.lease_lost)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import test_dashboard_browser as dashboard
 from tests.browser.test_dashboard_browser import sign_in, wait_js
 from tests.integration.services import wait_for_status
 
@@ -23,23 +24,18 @@ EXPECTED_FLAGS = {
 TRACE_ROWS = {"xor": ([[1, 0]], ["1"]), "moons": ([[0.5, 0.25]], ["1"])}
 
 
-@pytest.fixture(scope="module")
-def http(live):
-    with live.client() as client:
-        yield client
+http = dashboard.http  # the same module-scoped API client fixture
+
+DATASETS = {"xor": {"name": "xor", "builtin": "xor"},  # the ones examples/README.md makes
+            "moons": {"name": "moons", "builtin": "moons", "n_samples": 400, "noise": 0.2,
+                      "seed": 0}}
 
 
 @pytest.fixture(scope="module")
-def datasets(http):
-    bodies = {"xor": {"name": "xor", "builtin": "xor"},
-              "moons": {"name": "moons", "builtin": "moons", "n_samples": 400, "noise": 0.2,
-                        "seed": 0}}
-    ids = {}
-    for key, body in bodies.items():
-        resp = http.post("/v1/datasets", json=body)
-        assert resp.status_code == 201, resp.text
-        ids[key] = resp.json()["id"]
-    return ids
+def datasets(http) -> dict[str, str]:
+    created = {key: http.post("/v1/datasets", json=body) for key, body in DATASETS.items()}
+    assert all(resp.status_code == 201 for resp in created.values())
+    return {key: resp.json()["id"] for key, resp in created.items()}
 
 
 def run_example(http, datasets, name: str) -> dict:

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from jobs.artifacts import CHECKPOINT, load_artifact
 from jobs.db import session_scope
 from jobs.models import Job
 from tests.faults.conftest import FAULT_SPEC, create_dataset, submit, wait_until
@@ -116,3 +117,25 @@ def _api(stack, fault: str):
 def _job_named(stack, name: str) -> str:
     with session_scope(stack.factory) as session:
         return session.scalar(select(Job.id).where(Job.name == name))
+
+
+def test_cancel_takes_effect_within_seconds(stack, client, dataset_id):
+    job_id = submit(client, dataset_id, name="cancel-me", epochs=100000)
+    wait_until(lambda: stack.job(job_id).epoch >= 20, 60)
+    asked = time.monotonic()
+    assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 202
+    wait_until(lambda: stack.job(job_id).status == "cancelled", 30)
+    latency = time.monotonic() - asked
+    print(f"cancel: cancelled {latency:.2f} s after the request")
+    assert latency < 5.0
+    with session_scope(stack.factory) as session:
+        assert load_artifact(session, job_id, CHECKPOINT) is not None
+
+
+def test_runtime_limit_fails_the_job_and_keeps_its_metrics(stack, client, dataset_id):
+    job_id = submit(client, dataset_id, name="slow", epochs=100000, max_runtime_s=1.5)
+    stack.wait([job_id], timeout=60)
+    job = stack.job(job_id)
+    assert job.status == "failed" and "runtime limit of 1.5 s" in job.error
+    metrics = client.get(f"/v1/jobs/{job_id}/metrics").json()
+    assert len(metrics["epoch"]) == job.epoch > 0

@@ -63,14 +63,14 @@ def train_job(session_factory, settings, store):
     from jobs.submission import create_job
     from jobs.training import run_job
 
-    def train(spec: dict, dataset) -> "Job":
+    def train(spec: dict, dataset, shutdown=None) -> "Job":
         with session_scope(session_factory) as s:
             owner = get_or_create_user(s, "trainer")
             ds = create_dataset(s, store, owner_id=owner.id, name="data", parsed=dataset,
                                 source="json", max_storage_bytes=10**9)
             job, _ = create_job(s, settings, owner_id=owner.id, dataset_id=ds.id, name="t",
                                 raw_spec=spec)
-        run_job(session_factory, settings, job.id, worker_id="test-worker")
+        run_job(session_factory, settings, job.id, worker_id="test-worker", shutdown=shutdown)
         with session_scope(session_factory) as s:
             return s.get(Job, job.id)
     return train

@@ -73,7 +73,7 @@ def test_healthy_relu_network_with_he_init_raises_no_flag(diagnosed):
 
 
 def test_deep_sigmoid_network_vanishes_and_plateaus(diagnosed):
-    job, found = diagnosed(DEEP_SIGMOID)
+    _, found = diagnosed(DEEP_SIGMOID)
     assert set(found) == {"vanishing_gradients", "loss_plateau"}
     assert found["vanishing_gradients"]["epoch"] == 1
     assert found["vanishing_gradients"]["layer"] == 1

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from jobs.errors import InvalidInput, NotFound
 from jobs.gradcheck_store import read_gradchecks
 from jobs.introspection import gradcheck_job, trace_job
 from jobs.models import Artifact
+from jobs.training import run_job
 
 ROOT = Path(__file__).resolve().parents[2]
 # The hand-worked 2-2-1 sigmoid network of docs/backprop.md (x = (1, 0), y = 1, mse).
@@ -90,6 +92,33 @@ def test_stored_gradient_checks_agree_below_1e_6(train_job, session, hidden, los
         assert 0 <= check["max_rel_error"] < 1e-6
         # A check that compared nothing would report exact zeros everywhere.
         assert check["max_rel_error"] > 0
+
+
+class StopAfter(threading.Event):
+    """A worker shutdown that arrives before batch `batches` + 1 (the trainer asks
+    before every batch), so the interruption falls mid-epoch, deterministically."""
+
+    def __init__(self, batches: int):
+        super().__init__()
+        self.left = batches
+
+    def is_set(self) -> bool:
+        self.left -= 1
+        return self.left < 0
+
+
+def test_a_resumed_job_stores_the_same_checks_as_an_uninterrupted_one(
+        train_job, session, session_factory, settings):
+    spec = {**checked(["tanh"], "binary_cross_entropy"),
+            "training": {"epochs": 400, "batch_size": 8, "seed": 3}}
+    spec["diagnostics"]["gradient_check"]["every_epochs"] = 25
+    whole = train_job(spec, parse_builtin("moons", 200))
+    interrupted = train_job(spec, parse_builtin("moons", 200), shutdown=StopAfter(3210))
+    assert interrupted.status == "queued" and 0 < interrupted.epoch < 400
+    assert run_job(session_factory, settings, interrupted.id, worker_id="w2") == "succeeded"
+    resumed = read_gradchecks(session, interrupted)
+    assert [c["epoch"] for c in resumed] == list(range(25, 401, 25))
+    assert resumed == read_gradchecks(session, whole)
 
 
 def test_no_gradient_check_without_the_option(train_job, session):

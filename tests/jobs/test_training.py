@@ -250,3 +250,26 @@ def test_no_job_row_is_left_running(session_factory, fast, owner, dataset):
         run(session_factory, fast, make_job(session_factory, fast, owner, dataset, epochs=3))
     with session_scope(session_factory) as session:
         assert session.scalars(select(Job.status)).all() == ["succeeded", "succeeded"]
+
+
+class _FailingSessions:
+    """A session factory whose calls number `failing` (1-based) raise OperationalError."""
+
+    def __init__(self, factory, failing: set[int]):
+        self.factory, self.failing, self.calls = factory, failing, 0
+
+    def __call__(self):
+        from sqlalchemy.exc import OperationalError
+
+        self.calls += 1
+        if self.calls in self.failing:
+            raise OperationalError("connect", {}, Exception("server closed the connection"))
+        return self.factory()
+
+
+def test_loading_is_retried_through_a_dropped_connection(session_factory, fast, owner, dataset):
+    settings = fast.model_copy(update={"heartbeat_s": 30.0})  # no beats in the way
+    job_id = make_job(session_factory, settings, owner, dataset, epochs=3)
+    flaky = _FailingSessions(session_factory, failing={2, 3})  # 1 is the claim
+    assert run(flaky, settings, job_id) == "succeeded"
+    assert job_row(session_factory, job_id).attempts == 1 and flaky.calls > 3

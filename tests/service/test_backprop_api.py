@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import pytest
 
 from tests.factories import xor_job
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CHECKED = {"gradient_check": {"every_epochs": 50, "samples": 4}}
 
 
@@ -33,7 +36,8 @@ def test_gradcheck_refusals(client, alice, auth, trained, xor_dataset):
     url = f"/v1/jobs/{trained}/gradcheck"
     assert client.post(url, json={"samples": 0}, headers=alice).status_code == 422
     missing = client.post(url, json={"epoch": 3}, headers=alice)
-    assert missing.status_code == 404 and missing.get_json()["error"]["details"][0]["field"] == "epoch"
+    assert missing.status_code == 404
+    assert missing.get_json()["error"]["details"][0]["field"] == "epoch"
     assert client.post(url, json={}, headers=auth("mallory")).status_code == 404
     queued = client.post("/v1/jobs", json=xor_job(xor_dataset), headers=alice).get_json()
     resp = client.post(f"/v1/jobs/{queued['id']}/gradcheck", json={}, headers=alice)
@@ -78,17 +82,17 @@ def test_job_carries_its_diagnosis(client, alice, trained):
     assert job["diagnosis"] == {"flags": [], "epochs_examined": 100}
 
 
-def test_job_diagnosis_flags_divergence(client, alice, xor_dataset, train):
-    body = xor_job(xor_dataset, epochs=50)
-    body["loss"] = "mse"
-    body["network"]["layers"] = [{"units": 8, "activation": "relu"},
-                                 {"units": 1, "activation": "identity"}]
-    body["optimizer"]["learning_rate"] = 1e6
+def test_the_diverging_example_is_flagged_in_the_job(client, alice, train):
+    moons = client.post("/v1/datasets", json={"name": "moons", "builtin": "moons",
+                                              "n_samples": 400, "noise": 0.2, "seed": 0},
+                        headers=alice).get_json()
+    body = {**json.loads((EXAMPLES / "diverging_lr.json").read_text()), "dataset_id": moons["id"]}
     job = client.post("/v1/jobs", json=body, headers=alice).get_json()
     assert train(job["id"]) == "failed"
     got = client.get(f"/v1/jobs/{job['id']}", headers=alice).get_json()
-    flag = next(f for f in got["diagnosis"]["flags"] if f["code"] == "divergence")
-    assert f"diverged at epoch {flag['epoch']}" in got["error"]
+    assert got["diagnosis"]["flags"] == [{
+        "code": "divergence", "epoch": 4, "until": None, "layer": None,
+        "message": f"training stopped: {got['error']}"}]
 
 
 def metrics_without_seconds(client, alice, job_id):
@@ -106,12 +110,12 @@ def test_rerun_is_bit_identical(client, alice, trained, train):
     assert train(again["id"]) == "succeeded"
     assert metrics_without_seconds(client, alice, again["id"]) == \
         metrics_without_seconds(client, alice, trained)
-    model = lambda job_id: client.get(f"/v1/jobs/{job_id}/model?format=npz",  # noqa: E731
-                                      headers=alice).get_data()
-    assert model(again["id"]) == model(trained)
-    checks = lambda job_id: client.get(f"/v1/jobs/{job_id}/gradchecks",  # noqa: E731
-                                       headers=alice).get_json()["items"]
-    assert checks(again["id"]) == checks(trained)
+    npz = [client.get(f"/v1/jobs/{i}/model?format=npz", headers=alice).get_data()
+           for i in (again["id"], trained)]
+    assert npz[0] == npz[1]
+    checks = [client.get(f"/v1/jobs/{i}/gradchecks", headers=alice).get_json()["items"]
+              for i in (again["id"], trained)]
+    assert checks[0] == checks[1] and len(checks[0]) == 2
 
 
 def test_diff_lists_exactly_the_changed_fields(client, alice, trained, xor_dataset, train):
@@ -166,3 +170,15 @@ def test_trace_page_and_its_files_are_served(client):
     assert "<script>" not in html  # no inline script: every script has a src
     for name in ("trace.js", "trace.css"):
         assert client.get(f"/trace/static/{name}").status_code == 200
+
+
+def test_after_the_dataset_is_deleted(client, alice, trained, xor_dataset):
+    assert client.delete(f"/v1/datasets/{xor_dataset}", headers=alice).status_code == 204
+    rerun = client.post(f"/v1/jobs/{trained}/rerun", headers=alice)
+    assert rerun.status_code == 409
+    assert rerun.get_json()["error"]["details"][0]["field"] == "dataset_id"
+    assert client.post(f"/v1/jobs/{trained}/gradcheck", json={}, headers=alice).status_code == 409
+    # The final model needs no data: the trace still works.
+    trace = client.post(f"/v1/jobs/{trained}/trace", json={"X": [[0, 1]], "y": ["1"]},
+                        headers=alice)
+    assert trace.status_code == 200
