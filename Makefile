@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast faults bench lint clean browser-deps
+.PHONY: run test faults clean browser-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ run: $(STAMP)
 
 test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest
+
+faults: $(STAMP)
+	$(BIN)/python -m pytest -m faults
 
 # Debian's chromium for tests/browser (Playwright drives it; never `playwright install`).
 # Installed when missing and running as root (CI); otherwise say how, and the browser

@@ -5,23 +5,17 @@ from __future__ import annotations
 import pytest
 
 from tests.factories import xor_job
+from tests.integration import test_end_to_end as end_to_end
 from tests.integration.services import wait_for_status
 
 pytestmark = pytest.mark.integration
+# The same module-scoped fixtures: a worker, an API client, the XOR dataset.
+client, dataset_id = end_to_end.client, end_to_end.dataset_id
 
 
 @pytest.fixture(scope="module")
-def client(stack):
-    stack.start_worker("w-backprop")
-    with stack.server.client(stack.token()) as http:
-        yield http
-
-
-@pytest.fixture(scope="module")
-def trained(client):
-    dataset = client.post("/v1/datasets", json={"name": "xor", "builtin": "xor"})
-    assert dataset.status_code == 201, dataset.text
-    body = {**xor_job(dataset.json()["id"], epochs=300),
+def trained(client, dataset_id):
+    body = {**xor_job(dataset_id, epochs=300),
             "diagnostics": {"gradient_check": {"every_epochs": 100, "samples": 4}}}
     job = client.post("/v1/jobs", json=body).json()
     done = wait_for_status(client, job["id"], {"succeeded", "failed"})
