@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs.diagnosis import diagnose
 from jobs.errors import NotFound
-from jobs.job_views import job_to_dict
+from jobs.job_views import job_detail
 from jobs.metric_reader import EPOCH_COLUMNS
 from jobs.metric_writer import LAYER_FIELDS, finite_or_none
 from jobs.models import FINISHED_STATUSES, EpochMetric, Job, LayerMetric
@@ -52,10 +51,6 @@ class FeedTiming:
     keepalive_s: float = 15.0
     max_s: float = 3600.0
 
-
-def job_detail(session: Session, job: Job) -> dict:
-    """The job exactly as GET /v1/jobs/{id} answers it (the `done` event's data)."""
-    return {**job_to_dict(job), "diagnosis": diagnose(session, job)}
 
 
 def status_payload(job: Job) -> dict:

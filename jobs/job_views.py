@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy.orm import Session
+
 from jobs.clock import aware
+from jobs.diagnosis import diagnose
 from jobs.models import Job
 
 
@@ -31,3 +34,8 @@ def job_to_dict(job: Job) -> dict:
         "cancel_requested": job.cancel_requested,
         "sweep_id": job.sweep_id,
     }
+
+
+def job_detail(session: Session, job: Job) -> dict:
+    """One job as GET /v1/jobs/{id} answers it: the list view plus its diagnosis flags."""
+    return {**job_to_dict(job), "diagnosis": diagnose(session, job)}

@@ -5,8 +5,7 @@ from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 
 from jobs import submission
-from jobs.diagnosis import diagnose
-from jobs.job_views import job_to_dict
+from jobs.job_views import job_detail, job_to_dict
 from service.auth import current_user_id
 from service.queue import publish_job
 from service.schemas import IdempotencyHeader, IdPath, JobCreate, JobListQuery
@@ -41,7 +40,7 @@ def list_jobs(query: JobListQuery):
 def get_job(path: IdPath):
     session = db()
     job = submission.get_job(session, current_user_id(), path.id)
-    return {**job_to_dict(job), "diagnosis": diagnose(session, job)}
+    return job_detail(session, job)
 
 
 @bp.post("/<id>/cancel", summary="Cancel a job (409 if it already finished)",
