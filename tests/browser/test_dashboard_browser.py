@@ -126,6 +126,11 @@ def test_a_finished_job_shows_every_panel(page, live, http, datasets):
     assert '"momentum": 0.9' in page.locator("#job-spec").inner_text()
     assert "final train loss" in page.locator("#job-summary").inner_text()
     assert page.locator("#job-status").inner_text() == "succeeded"
+    codes = {f["code"] for f in http.get(f"/v1/jobs/{job_id}").json()["diagnosis"]["flags"]}
+    shown = set(page.locator("#job-diagnosis .flag").evaluate_all(
+        "nodes => nodes.map(n => n.dataset.code)"))
+    assert shown == codes
+    assert page.get_attribute("#trace-link", "href") == f"/trace?job={job_id}"
     doc_screenshot(page, "dashboard-job.png")
     assert page.console_errors == []
 

@@ -49,6 +49,7 @@ class JobPage {
     const deltaBox = el("div", { class: "chart", id: "delta-chart" });
     const heatBox = el("div", { class: "heatmap-box", id: "grad-heatmap" });
     this.summaryBox = el("dl", { class: "summary", id: "job-summary" });
+    this.diagnosisBox = el("ul", { class: "diagnosis", id: "job-diagnosis" });
     root.append(el("div", { class: "grid" },
       card("Loss", el("label", { class: "toggle" }, logToggle, " log scale"), lossBox),
       card("Accuracy", accBox),
@@ -57,6 +58,7 @@ class JobPage {
       el("section", { class: "card wide" },
         el("h2", {}, "Gradient norm by layer × epoch (log₁₀ ‖∂L/∂W‖)"), heatBox),
       card("Summary", this.summaryBox),
+      card("Diagnosis", this.diagnosisBox),
       card("Spec", el("pre", { class: "spec", id: "job-spec" },
         JSON.stringify(job.spec, null, 2)))));
     const trainVal = () => [{ label: "train", color: color(0) },
@@ -130,14 +132,30 @@ class JobPage {
           `epoch ${job.progress.epoch} / ${job.progress.epochs}`),
         job.worker ? el("span", { class: "muted mono" }, job.worker) : null,
         FINISHED.has(job.status) || job.status === "cancelling" ? null : cancel,
-        el("a", { href: `#/compare?ids=${job.id}`, class: "button ghost" }, "Compare…")),
+        el("a", { href: `#/compare?ids=${job.id}`, class: "button ghost" }, "Compare…"),
+        job.status === "succeeded" ? el("a", { id: "trace-link", class: "button ghost",
+          href: `/trace?job=${encodeURIComponent(job.id)}` }, "Trace the backprop…") : null),
       job.error ? el("div", { class: "error", role: "alert" }, job.error) : null]);
     const summary = job.summary || {};
     this.summaryBox.replaceChildren(...SUMMARY_KEYS.filter((k) => k in summary).flatMap(
       (k) => [el("dt", {}, k.replaceAll("_", " ")), el("dd", {}, fmt(summary[k]))]));
+    this.renderDiagnosis(job.diagnosis);
     if (!job.summary) {
       this.summaryBox.append(el("dd", { class: "muted" },
         "The summary appears when the job succeeds."));
+    }
+  }
+
+  renderDiagnosis(diagnosis) {
+    // Status events carry no diagnosis: keep the last flags until the job is fetched again.
+    if (!diagnosis) return;
+    const flags = diagnosis.flags || [];
+    this.diagnosisBox.replaceChildren(...flags.map((f) => el("li", { class: "flag",
+      dataset: { code: f.code } }, el("strong", {}, f.code.replaceAll("_", " ")),
+    ` from epoch ${f.epoch}${f.until ? ` to ${f.until}` : ""}: ${f.message}`)));
+    if (!flags.length) {
+      this.diagnosisBox.append(el("li", { class: "muted" },
+        `No problem detected in ${diagnosis.epochs_examined} recorded epochs.`));
     }
   }
 
