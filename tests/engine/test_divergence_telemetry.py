@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import mlp
-from conftest import make_spec
+from tests.engine.factories import make_spec
 
 
 def regression_data(n=64, scale=1.0):

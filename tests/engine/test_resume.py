@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import mlp
-from conftest import make_spec
+from tests.engine.factories import make_spec
 
 OPTIMIZERS = [
     ({"name": "sgd", "learning_rate": 0.3}, {"name": "step", "step_size": 3, "gamma": 0.5}),

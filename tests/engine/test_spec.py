@@ -4,7 +4,7 @@ import json
 import pytest
 
 import mlp
-from conftest import BASE_SPEC, merge
+from tests.engine.factories import BASE_SPEC, merge
 
 LAYERS = [{"units": 8, "activation": "tanh"}, {"units": 8, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}]
 BAD_SPECS = [

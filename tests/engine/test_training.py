@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import mlp
-from conftest import make_spec, train_test_split
+from tests.engine.factories import make_spec, train_test_split
 
 
 def test_xor_2_4_1_plain_sgd_reaches_full_accuracy():
