@@ -53,19 +53,14 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
 
 
 def _register_blueprints(app: OpenAPI) -> None:
-    from service.routes import admin, datasets, health, jobs, results
+    from service.routes import (admin, backprop, dashboard, datasets, events, health, jobs,
+                                plots, results, sweeps, trace_page)
 
-    for module in (health, datasets, jobs, results, admin):
+    for module in (health, datasets, jobs, results, events, plots, sweeps, backprop, admin):
         app.register_api(module.bp)
-    from service.routes import events, plots  # issue 7: live stream and plot files
-    for module in (events, plots):
-        app.register_api(module.bp)
-    from service.routes import dashboard, sweeps  # issue 7: sweeps and the web dashboard
-    app.register_api(sweeps.bp)
-    app.register_blueprint(dashboard.bp)
-    from service.routes import backprop, trace_page  # issue 9: introspection, /trace page
-    app.register_api(backprop.bp)
-    app.register_blueprint(trace_page.bp)
+    # The HTML pages are plain blueprints: they are not part of the API document.
+    for module in (dashboard, trace_page):
+        app.register_blueprint(module.bp)
 
 
 def _parse_json_body() -> None:
