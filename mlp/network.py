@@ -5,6 +5,8 @@ zˡ = aˡ⁻¹ Wˡ + bˡ and aˡ = fˡ(zˡ), with Wˡ of shape (fan_in, fan_out)
 δˡ = ∂L/∂zˡ (batch, fan_out); ∂L/∂Wˡ = aˡ⁻¹ᵀ δˡ, ∂L/∂bˡ = 1ᵀ δˡ and
 δˡ⁻¹ = (δˡ Wˡᵀ) ⊙ fˡ⁻¹'(zˡ⁻¹).
 """
+import functools
+
 import numpy as np
 
 from .activations import ACTIVATIONS, DERIVATIVES, NEEDS_Z
@@ -37,6 +39,10 @@ class Network:
         self.segments = np.array([s for w, b, _ in self.bounds for s in (w, b)], dtype=np.intp)
         self.params = np.zeros(self.n_params, self.dtype)
         self.W, self.b = self.views(self.params)
+        # Looked up once here rather than per layer per step (a tiny network's step is ~1 µs a call).
+        self.forward_fns = [ACTIVATIONS[a] for a in self.activations]
+        self.derivative_fns = [DERIVATIVES[a] for a in self.activations]
+        self.out_derivative = functools.partial(self.derivative_fns[-1], alpha=self.alphas[-1])
 
     @property
     def depth(self):
@@ -81,6 +87,7 @@ class Workspace:
         self.delta = [self.delta_flat[s:s + n].reshape(m, -1)
                       for s, n in zip(self.delta_segments, sizes)]
         self.ones = np.ones(m, net.dtype)
+        self.forward_plan = list(zip(net.W, net.b, self.z, self.a, net.forward_fns, net.alphas))
         small = self.delta_flat.size <= SMALL_ARRAY
         self.scratch = np.empty_like(self.delta_flat) if small else None
 
@@ -88,12 +95,11 @@ class Workspace:
 def forward(net, ws, x):
     """Run the forward pass of the (m, n_in) batch ``x``; return the output aᴸ (m, units)."""
     a = x
-    for l, (W, b, act) in enumerate(zip(net.W, net.b, net.activations)):
-        z = ws.z[l]
+    for W, b, z, out, activation, alpha in ws.forward_plan:
         np.matmul(a, W, out=z)
         z += b
-        a = ws.a[l]
-        ACTIVATIONS[act](z, a, net.alphas[l])
+        activation(z, out, alpha)
+        a = out
     return a
 
 
@@ -104,13 +110,8 @@ def backward(net, ws, x, y, loss_delta, loss_params, scale, gW, gb):
     learning rate when the optimizer folds it in). ``ws`` must hold the forward pass.
     """
     L = net.depth
-    out_act, out_alpha = net.activations[-1], net.alphas[-1]
-
-    def d_out(delta, z, a):
-        DERIVATIVES[out_act](delta, z, a, out_alpha)
-
     delta = ws.delta[-1]
-    loss_delta(ws.z[-1], ws.a[-1], y, loss_params, delta, scale, d_out)
+    loss_delta(ws.z[-1], ws.a[-1], y, loss_params, delta, scale, net.out_derivative)
     for l in range(L - 1, -1, -1):
         a_prev = ws.a[l - 1] if l > 0 else x
         np.matmul(a_prev.T, delta, out=gW[l])
@@ -119,5 +120,5 @@ def backward(net, ws, x, y, loss_delta, loss_params, scale, gW, gb):
         if l > 0:
             prev = ws.delta[l - 1]
             np.matmul(delta, net.W[l].T, out=prev)
-            DERIVATIVES[net.activations[l - 1]](prev, ws.z[l - 1], ws.a[l - 1], net.alphas[l - 1])
+            net.derivative_fns[l - 1](prev, ws.z[l - 1], ws.a[l - 1], net.alphas[l - 1])
             delta = prev

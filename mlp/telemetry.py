@@ -34,12 +34,14 @@ class EpochTelemetry:
     def __init__(self, net):
         L = net.depth
         self.acts = net.activations
-        # One step's squared sums, [weights W¹,b¹,.. | updates W¹,b¹,.. | grads W¹,b¹,.. | δ¹.. | ratio¹..],
-        # filled by the trainer; the last three blocks are contiguous so that one call adds
-        # a whole step to the sums (a tiny network's step is only ~30 numpy calls).
+        # One step's squared sums, [updates W¹,b¹,.. | weights W¹,b¹,.. | grads W¹,b¹,.. | δ¹.. | ratio¹..],
+        # filled by the trainer. Weights, grads and δ are contiguous so that a small network
+        # fills them with one reduction, and the last three blocks so that one call adds a
+        # whole step to the sums (a tiny network's step is only ~40 numpy calls).
         self.sq = np.zeros(8 * L, net.dtype)
-        self.w_sq, self.u_sq = self.sq[:2 * L], self.sq[2 * L:4 * L]
+        self.u_sq, self.w_sq = self.sq[:2 * L], self.sq[2 * L:4 * L]
         self.g_sq, self.d_sq, self._ratio_step = self.sq[4 * L:6 * L], self.sq[6 * L:7 * L], self.sq[7 * L:]
+        self._w_floor = np.empty(L, net.dtype)
         self.acc = np.zeros(5 * L)        # Σ_steps of sq[4L:8L] | Σ count of saturated activations
         self.grad, self.delta = self.acc[:2 * L], self.acc[2 * L:3 * L]
         self.ratio, self.saturated = self.acc[3 * L:4 * L], self.acc[4 * L:]
@@ -72,19 +74,21 @@ class EpochTelemetry:
         sq = self.sq
         np.multiply(sq, scale, out=sq)
         np.sqrt(sq, out=sq)
-        w = np.maximum(sq[:2 * L:2], self._tiny)
-        np.divide(sq[2 * L:4 * L:2], w, out=self._ratio_step)
+        w = np.maximum(self.w_sq[::2], self._tiny, out=self._w_floor)
+        np.divide(self.u_sq[::2], w, out=self._ratio_step)
         self.acc[:4 * L] += sq[4 * L:]
         self.steps += 1
 
     def add_activations(self, ws):
         """Track dead (relu family: max over the epoch ≤ 0) and saturated units for this batch."""
-        for l, act in enumerate(self.acts):
+        maximum, acts = np.maximum, self.acts
+        for l, peak in enumerate(self.peak):
             a = ws.a[l]
-            if self.peak[l] is not None:
-                np.maximum(self.peak[l], a.max(axis=0), out=self.peak[l])
-            elif act in SATURATION:
-                centre, width = SATURATION[act]
+            if peak is not None:
+                # ufunc.reduce directly: ndarray.max goes through a Python wrapper.
+                maximum(peak, maximum.reduce(a, axis=0), out=peak)
+            elif acts[l] in SATURATION:
+                centre, width = SATURATION[acts[l]]
                 self.saturated[l] += np.count_nonzero(np.abs(a - centre) > width) / a.shape[1]
         self.activations_seen += ws.m
 

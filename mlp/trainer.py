@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from .data_split import prepare_data
+from .blas_threads import single_thread, wants_single_thread
 from .errors import DivergenceError, SpecError
 from .losses import LOSSES
 from .model import EVAL_CHUNK, Model, count_correct
@@ -56,6 +57,7 @@ class Trainer:
         self.optimizer = OPTIMIZERS[spec["optimizer"]["name"]](spec["optimizer"], self.net.n_params, self.dtype)
         self._loss_value, self._loss_delta = LOSSES[spec["loss"]["name"]]
         self._loss_params, self._clip = spec["loss"], t["gradient_clip_norm"]
+        self._one_thread = wants_single_thread(self.net.sizes, t["batch_size"])
         self._allocate()
         self._reset_progress()
 
@@ -65,7 +67,7 @@ class Trainer:
         self.grads = np.zeros(net.n_params, self.dtype)
         self.gW, self.gb = net.views(self.grads)
         self.telemetry = EpochTelemetry(net)
-        self._workspaces, self._scales = {}, {}
+        self._workspaces, self._scales, self._sides = {}, {}, {}
         self._wsq = np.zeros(2 * net.depth, self.dtype)
         self._scratch = np.empty(net.n_params, self.dtype) if net.n_params <= SMALL_ARRAY else None
         if self.spec["training"]["shuffle"]:
@@ -98,7 +100,8 @@ class Trainer:
 
     def fit(self, on_epoch=None, should_stop=None):
         """Train until the last epoch, early stopping, or ``should_stop()`` returning True."""
-        with np.errstate(all="ignore"):  # non-finite values are caught explicitly per step
+        # Non-finite values are caught explicitly per step, hence errstate.
+        with np.errstate(all="ignore"), single_thread(self._one_thread):
             while not self._finished:
                 if not self._in_epoch:
                     self._begin_epoch()
@@ -169,7 +172,7 @@ class Trainer:
         out = forward(net, ws, x)
         loss = self._loss_value(ws.z[-1], out, t, self._loss_params)
         backward(net, ws, x, t, self._loss_delta, self._loss_params, fold / m, self.gW, self.gb)
-        gsq = segment_sq_norms(self.grads, net.segments, tel.g_sq, self._scratch)
+        gsq = self._sq_norms(ws, telem)
         total = float(gsq.sum())
         if not (math.isfinite(loss) and math.isfinite(total)):
             self._diverged(loss, gsq)
@@ -178,8 +181,6 @@ class Trainer:
         if self._Lp is not None:
             self._correct += count_correct(out, self._Lp[lo:hi])
         if telem:
-            segment_sq_norms(ws.delta_flat, ws.delta_segments, tel.d_sq, ws.scratch)
-            segment_sq_norms(net.params, net.segments, tel.w_sq, self._scratch)
             tel.add_activations(ws)
         clip = self._clip
         clipped = clip is not None and math.sqrt(total) / fold > clip
@@ -193,6 +194,35 @@ class Trainer:
                 segment_sq_norms(u, net.segments, tel.u_sq, self._scratch)
             tel.add_norms(self._norm_scale(m, fold, s))
 
+    def _sq_norms(self, ws, telem):
+        """Write the step's squared gradient norms (and, with ``telem``, those of the weights
+        and δ) into the telemetry buffer; return the gradient part.
+
+        A small network copies weights, gradients and δ side by side and reduces them in
+        one ``reduceat`` (three numpy calls instead of six).
+        """
+        net, tel = self.net, self.telemetry
+        if not telem:
+            return segment_sq_norms(self.grads, net.segments, tel.g_sq, self._scratch)
+        if self._scratch is None or ws.scratch is None:
+            segment_sq_norms(ws.delta_flat, ws.delta_segments, tel.d_sq, ws.scratch)
+            segment_sq_norms(net.params, net.segments, tel.w_sq, self._scratch)
+            return segment_sq_norms(self.grads, net.segments, tel.g_sq, self._scratch)
+        side, starts = self._side_by_side(ws)
+        np.concatenate((net.params, self.grads, ws.delta_flat), out=side)
+        np.multiply(side, side, out=side)
+        np.add.reduceat(side, starts, out=tel.sq[2 * net.depth:7 * net.depth])
+        return tel.g_sq
+
+    def _side_by_side(self, ws):
+        """Return the (buffer, segment starts) holding [weights | gradients | δ] for batch size ``ws.m``."""
+        entry = self._sides.get(ws.m)
+        if entry is None:
+            n = self.net.n_params
+            starts = np.concatenate([self.net.segments, n + self.net.segments, 2 * n + ws.delta_segments])
+            entry = self._sides[ws.m] = (np.empty(2 * n + ws.delta_flat.size, self.dtype), starts)
+        return entry
+
     def _norm_scale(self, m, fold, s):
         """Return the factors that turn the step's squared sums into the defined norms, squared.
 
@@ -203,7 +233,7 @@ class Trainer:
         scale = self._scales.get(key)
         if scale is None:
             L = self.net.depth
-            scale = np.concatenate([np.ones(2 * L), np.full(2 * L, s * s), np.full(2 * L, fold ** -2),
+            scale = np.concatenate([np.full(2 * L, s * s), np.ones(2 * L), np.full(2 * L, fold ** -2),
                                     np.full(L, m / fold ** 2), np.ones(L)]).astype(self.dtype)
             self._scales[key] = scale
         return scale

@@ -1,0 +1,82 @@
+"""The engine's fast paths give the same results as the plain ones: side-by-side norms,
+the one-thread BLAS limit for small networks, and Adam's scalar handling in float32."""
+import numpy as np
+import pytest
+
+import mlp
+from mlp import blas_threads
+from tests.engine.factories import make_spec
+
+
+def small_classifier(dtype="float32", optimizer=None, epochs=3):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(90, 5))
+    y = (X[:, 0] + X[:, 1] ** 2 > 0.5).astype(int)
+    spec = make_spec(network={"layers": [{"units": 12, "activation": "relu"}, {"units": 6, "activation": "tanh"},
+                                         {"units": 2, "activation": "softmax"}]},
+                     loss="cross_entropy", optimizer=optimizer or {"name": "adam", "learning_rate": 0.01},
+                     training={"epochs": epochs, "batch_size": 32, "seed": 3, "dtype": dtype})
+    return spec, X, y
+
+
+def fit_records(trainer):
+    records = []
+    trainer.fit(on_epoch=records.append)
+    return [r.to_dict() for r in records]
+
+
+@pytest.mark.parametrize("optimizer", [{"name": "sgd", "learning_rate": 0.1, "momentum": 0.9},
+                                       {"name": "adam", "learning_rate": 0.01}])
+def test_side_by_side_norms_match_the_per_tensor_path(optimizer):
+    spec, X, y = small_classifier("float64", optimizer)
+    fast = mlp.Trainer(spec, X, y, n_classes=2)
+    plain = mlp.Trainer(spec, X, y, n_classes=2)
+    plain._scratch = None  # the large-network path: one dot per tensor
+    a, b = fit_records(fast), fit_records(plain)
+    assert fast._sides and not plain._sides
+    np.testing.assert_array_equal(fast.net.params, plain.net.params)  # norms never feed back into training
+    for ra, rb in zip(a, b):
+        for la, lb in zip(ra["layers"], rb["layers"]):
+            for key in ("weight_grad_norm", "bias_grad_norm", "delta_norm", "weight_norm", "update_ratio"):
+                assert la[key] == pytest.approx(lb[key], rel=1e-12), key
+
+
+def test_small_network_trains_on_one_blas_thread_and_restores_the_count():
+    if blas_threads._OPENBLAS is None:
+        pytest.skip("numpy is not linked to OpenBLAS here")
+    setter, getter = blas_threads._OPENBLAS
+    before = getter()
+    setter(2)
+    try:
+        spec, X, y = small_classifier()
+        seen = []
+        mlp.Trainer(spec, X, y, n_classes=2).fit(on_epoch=lambda r: seen.append(getter()))
+        assert seen == [1, 1, 1]
+        assert getter() == 2
+    finally:
+        setter(before)
+
+
+def test_one_thread_results_equal_many_thread_results():
+    spec, X, y = small_classifier()
+    one = mlp.Trainer(spec, X, y, n_classes=2)
+    many = mlp.Trainer(spec, X, y, n_classes=2)
+    many._one_thread = False
+    assert one._one_thread
+    assert fit_records(one)[-1]["train_loss"] == pytest.approx(fit_records(many)[-1]["train_loss"], rel=1e-5)
+
+
+def test_thread_choice_follows_layer_size():
+    assert blas_threads.wants_single_thread([64, 128, 64, 10], 64)
+    assert not blas_threads.wants_single_thread([784, 1024, 1024, 10], 256)
+
+
+def test_float32_adam_stays_float32_and_tracks_float64():
+    runs = {}
+    for dtype in ("float32", "float64"):
+        spec, X, y = small_classifier(dtype, epochs=5)
+        trainer = mlp.Trainer(spec, X, y, n_classes=2)
+        trainer.fit()
+        assert trainer.optimizer.m.dtype == trainer.net.params.dtype == np.dtype(dtype)
+        runs[dtype] = trainer.net.params.astype(np.float64)
+    np.testing.assert_allclose(runs["float32"], runs["float64"], rtol=1e-3, atol=1e-4)
