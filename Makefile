@@ -7,9 +7,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test faults clean browser-deps
 
+# setuptools>=70.1 builds wheels without the separate `wheel` package; Python 3.11's venv
+# bundles 65.x, which cannot (a deploy test builds the Dockerfile builder stage's wheel).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip 'setuptools>=70.1'
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 

@@ -10,6 +10,9 @@ from sqlalchemy.orm import Session
 from jobs.metric_writer import EPOCH_FIELDS, LAYER_FIELDS
 from jobs.models import EpochMetric, Job, LayerMetric
 
+# Up to this many kept epochs, their rows are fetched by an IN list (well under SQLite's
+# 32,766 bound parameters); beyond, by an epoch range.
+SPARSE_READ_EPOCHS = 2000
 EPOCH_COLUMNS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "learning_rate")
 
 
@@ -20,17 +23,48 @@ def read_metrics(session: Session, job: Job, *, since_epoch: int = 0,
     With `max_points`, epochs are cut into max_points // 2 windows and each window keeps
     the epochs where the train loss is lowest and highest, so spikes survive.
     """
-    epochs = session.execute(
-        select(*[getattr(EpochMetric, c) for c in ("epoch",) + EPOCH_FIELDS])
-        .where(EpochMetric.job_id == job.id, EpochMetric.epoch > since_epoch)
-        .order_by(EpochMetric.epoch)).all()
-    if max_points is not None and len(epochs) > max_points:
-        epochs = _downsample(epochs, max_points)
+    chosen = _choose_epochs(session, job, since_epoch, max_points)
+    if chosen is None:
+        epochs = _epoch_rows(session, job, EpochMetric.epoch > since_epoch)
+    else:
+        wanted = set(chosen)
+        epochs = [r for r in _epoch_rows(session, job,
+                                         _epoch_filter(EpochMetric, chosen, since_epoch))
+                  if r.epoch in wanted]
     kept = [row.epoch for row in epochs]
     out = {"epoch": kept, **{c: [getattr(r, c) for r in epochs] for c in EPOCH_COLUMNS},
            "layers": _layer_columns(session, job, kept, since_epoch)}
     out["nonfinite"] = any(r.train_loss is None for r in epochs)
     return out
+
+
+def _choose_epochs(session: Session, job: Job, since_epoch: int,
+                   max_points: int | None) -> list[int] | None:
+    """The downsampled epochs, or None for all; chosen on (epoch, train_loss) alone so
+    the full rows are fetched only for the epochs kept."""
+    if max_points is None:
+        return None
+    light = session.execute(
+        select(EpochMetric.epoch, EpochMetric.train_loss)
+        .where(EpochMetric.job_id == job.id, EpochMetric.epoch > since_epoch)
+        .order_by(EpochMetric.epoch)).all()
+    if len(light) <= max_points:
+        return None
+    return [row.epoch for row in _downsample(light, max_points)]
+
+
+def _epoch_rows(session: Session, job: Job, condition) -> list:
+    return session.execute(
+        select(*[getattr(EpochMetric, c) for c in ("epoch",) + EPOCH_FIELDS])
+        .where(EpochMetric.job_id == job.id, condition)
+        .order_by(EpochMetric.epoch)).all()
+
+
+def _epoch_filter(model, kept: list[int], since_epoch: int):
+    """Few epochs by an IN list; many by their range (the caller drops the others)."""
+    if len(kept) <= SPARSE_READ_EPOCHS:
+        return model.epoch.in_(kept)
+    return (model.epoch > since_epoch) & (model.epoch <= kept[-1])
 
 
 def _downsample(rows: list, max_points: int) -> list:
@@ -52,17 +86,19 @@ def _layer_columns(session: Session, job: Job, kept: list[int], since_epoch: int
                 **{f: [] for f in LAYER_FIELDS}} for i, spec in enumerate(layers)]
     if not kept:
         return columns
+    # Plain tuples of the needed columns, not ORM objects: a million layer rows would
+    # otherwise each pay for object construction and identity-map bookkeeping.
     wanted = set(kept)
+    fields = [getattr(LayerMetric, f) for f in LAYER_FIELDS]
     rows = session.execute(
-        select(LayerMetric)
-        .where(LayerMetric.job_id == job.id, LayerMetric.epoch > since_epoch,
-               LayerMetric.epoch <= kept[-1])
-        .order_by(LayerMetric.epoch, LayerMetric.layer)).scalars()
-    for row in rows:
-        if row.epoch in wanted and 1 <= row.layer <= len(columns):
-            column = columns[row.layer - 1]
-            for f in LAYER_FIELDS:
-                column[f].append(getattr(row, f))
+        select(LayerMetric.epoch, LayerMetric.layer, *fields)
+        .where(LayerMetric.job_id == job.id, _epoch_filter(LayerMetric, kept, since_epoch))
+        .order_by(LayerMetric.epoch, LayerMetric.layer)).all()
+    lists = [[column[f] for f in LAYER_FIELDS] for column in columns]
+    for epoch, layer, *values in rows:
+        if epoch in wanted and 1 <= layer <= len(columns):
+            for target, value in zip(lists[layer - 1], values):
+                target.append(value)
     return columns
 
 
