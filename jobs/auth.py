@@ -2,12 +2,22 @@
 
 Secrets are compared through their HMAC digests (a lookup by digest, then
 `hmac.compare_digest`), so response timing does not reveal how much of a guess matched.
+
+The API authenticates through `authenticate_cached`: a token that was valid is trusted for
+at most TOKEN_CACHE_S without asking the database again. Bounds: expiry is checked on every
+request (immediate); a revocation made through `revoke_token` in the same process is
+immediate; one made by another process (`gradtrace-admin revoke-token`, the other gunicorn
+workers) takes effect within TOKEN_CACHE_S. Unknown, revoked and expired tokens are never
+cached, so a new token works at once and every refusal still reaches the database.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
@@ -19,6 +29,8 @@ from jobs.errors import InvalidInput, NotFound, Unauthorized
 from jobs.models import Token, User, utcnow
 
 TOKEN_PREFIX = "gt_"
+TOKEN_CACHE_S = 1.0       # how long another process's revocation may go unnoticed
+TOKEN_CACHE_SIZE = 10_000
 
 
 def hash_token(token: str, pepper: str) -> str:
@@ -55,6 +67,7 @@ def revoke_token(session: Session, token_id: str) -> Token:
     if row is None:
         raise NotFound(f"token {token_id} does not exist")
     row.revoked_at = row.revoked_at or utcnow()
+    forget_token(row.token_hash)
     return row
 
 
@@ -62,15 +75,68 @@ def authenticate(session: Session, secret: str, pepper: str) -> User:
     """Return the token's user, or raise Unauthorized for unknown, revoked or expired."""
     # The lookup is by hash, so timing does not reveal a prefix of a stored secret;
     # compare_digest guards the final equality as well.
-    digest = hash_token(secret, pepper)
+    return _lookup(session, hash_token(secret, pepper))[0]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated user of a request, as the API keeps it (no database session)."""
+
+    id: str
+    name: str
+    is_admin: bool
+
+
+@dataclass(frozen=True)
+class _Entry:
+    caller: Caller
+    expires_at: datetime | None
+    checked: float  # time.monotonic() of the database look-up
+
+
+_valid: dict[str, _Entry] = {}
+_valid_lock = threading.Lock()
+
+
+def authenticate_cached(session_of, digest: str) -> Caller:
+    """`authenticate` by the token's digest, trusting a recent success (TOKEN_CACHE_S).
+
+    `session_of()` gives the session to ask, called only on a cache miss.
+    """
+    entry = _valid.get(digest)
+    now = time.monotonic()
+    if entry is None or now - entry.checked >= TOKEN_CACHE_S:
+        user, row = _lookup(session_of(), digest)
+        entry = _Entry(Caller(user.id, user.name, bool(user.is_admin)), row.expires_at, now)
+        with _valid_lock:
+            if len(_valid) >= TOKEN_CACHE_SIZE:
+                _valid.clear()  # rare (10,000 live tokens in one second); re-read from the db
+            _valid[digest] = entry
+    elif _expired(entry.expires_at):
+        forget_token(digest)
+        raise Unauthorized("token has expired")
+    return entry.caller
+
+
+def forget_token(digest: str) -> None:
+    """Drop a token from this process's cache (its revocation, seen here, is immediate)."""
+    with _valid_lock:
+        _valid.pop(digest, None)
+
+
+def _expired(expires_at: datetime | None) -> bool:
+    return expires_at is not None and aware(expires_at) <= datetime.now(timezone.utc)
+
+
+def _lookup(session: Session, digest: str) -> tuple[User, Token]:
     row = session.scalar(select(Token).where(Token.token_hash == digest))
     if row is None or not hmac.compare_digest(row.token_hash, digest):
         raise Unauthorized("invalid or unknown token")
     if row.revoked_at is not None:
         raise Unauthorized("token has been revoked")
-    if row.expires_at is not None and aware(row.expires_at) <= datetime.now(timezone.utc):
+    if _expired(row.expires_at):
         raise Unauthorized("token has expired")
-    return session.get(User, row.user_id)
+    return session.get(User, row.user_id), row
 
 
 def list_users(session: Session, *, limit: int = 100, offset: int = 0) -> list[User]:

@@ -11,21 +11,23 @@ from __future__ import annotations
 import logging
 import unicodedata
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from jobs.dataset_parsing import (BUILTINS, TASKS, ParsedDataset, decode, encode,
-                                  parse_builtin, parse_csv, parse_json, parse_npz)
+from jobs.dataset_parsing import (BUILTINS, TASKS, ParsedDataset, decode, encode, open_arrays,
+                                  parse_builtin, parse_csv, parse_json, parse_npz,
+                                  write_canonical)
 from jobs.errors import Conflict, InvalidInput, LimitExceeded, NotFound
 from jobs.models import ACTIVE_STATUSES, Dataset, Job, User
 from jobs.storage import BlobStore, CorruptBlob
 
 __all__ = [
     "BUILTINS", "TASKS", "SOURCES", "ParsedDataset", "parse_json", "parse_builtin",
-    "parse_csv", "parse_npz", "encode", "decode", "create_dataset", "get_dataset",
+    "parse_csv", "parse_npz", "encode", "decode", "open_arrays", "create_dataset", "get_dataset",
     "list_datasets", "delete_dataset", "load_arrays", "dataset_to_dict",
 ]
 
@@ -63,28 +65,37 @@ def _lock_owner(session: Session, owner_id: str) -> None:
 
 
 def create_dataset(session: Session, store: BlobStore, *, owner_id: str, name: str,
-                   parsed: ParsedDataset, source: str, max_storage_bytes: int) -> Dataset:
+                   parsed: ParsedDataset, source: str, max_storage_bytes: int,
+                   scratch: Path | None = None) -> Dataset:
     """Store the arrays (once per content hash) and add the owner's row; flushed, not committed.
 
-    Every row counts its full size against the owner's quota, duplicates included.
+    Every row counts its full size against the owner's quota, duplicates included. The
+    blob is written to a file in `scratch` (a `store.scratch()` folder; a fresh one if
+    None) and hashed there, so it is never held in memory.
     """
     name = _check_name(name)
     if source not in SOURCES:
         raise InvalidInput("invalid dataset source",
                            [("source", f"must be one of: {', '.join(SOURCES)}")])
-    data, sha = encode(parsed)
+    if scratch is None:
+        with store.scratch() as folder:
+            return create_dataset(session, store, owner_id=owner_id, name=name, parsed=parsed,
+                                  source=source, max_storage_bytes=max_storage_bytes,
+                                  scratch=folder)
+    staged = store.stage(lambda f: write_canonical(parsed, f), scratch)
     _lock_owner(session, owner_id)
     used = _storage_used(session, owner_id)
-    if used + len(data) > max_storage_bytes:
+    if used + staged.size > max_storage_bytes:
         raise LimitExceeded("max_storage_bytes_per_user", max_storage_bytes,
-                            f"storing {len(data)} more bytes would exceed the quota of "
+                            f"storing {staged.size} more bytes would exceed the quota of "
                             f"{max_storage_bytes} bytes ({used} in use)", kind="quota",
                             field="dataset")
-    store.put(sha, data)
-    dataset = Dataset(owner_id=owner_id, name=name, sha256=sha, n_samples=parsed.n_samples,
-                      n_features=parsed.n_features, n_outputs=parsed.n_outputs,
-                      task=parsed.task, classes=list(parsed.classes) if parsed.classes else None,
-                      size_bytes=len(data), source=source)
+    store.put_staged(staged)
+    dataset = Dataset(owner_id=owner_id, name=name, sha256=staged.sha256,
+                      n_samples=parsed.n_samples, n_features=parsed.n_features,
+                      n_outputs=parsed.n_outputs, task=parsed.task,
+                      classes=list(parsed.classes) if parsed.classes else None,
+                      size_bytes=staged.size, source=source)
     session.add(dataset)
     session.flush()
     return dataset
@@ -168,8 +179,12 @@ def _run_pending_deletes(session: Session) -> None:
 
 
 def load_arrays(store: BlobStore, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """The dataset's (X, y), checked against its hash and its row's shape."""
-    X, y = decode(store.read(dataset.sha256))
+    """The dataset's (X, y), checked against its hash and its row's shape.
+
+    X is a read-only memory map of the blob (shared by every process that trains on it,
+    and paged in as rows are used); y is read into memory.
+    """
+    X, y = open_arrays(store.verify(dataset.sha256))
     if X.shape != (dataset.n_samples, dataset.n_features) or len(y) != dataset.n_samples:
         raise CorruptBlob(f"blob {dataset.sha256} does not match dataset {dataset.id}")
     return X, y

@@ -251,26 +251,65 @@ def _fraction(job_id: str, layer: int, column, threshold: float, code: str,
         message)
 
 
-_cache: OrderedDict[str, Detectors] = OrderedDict()
+@dataclass
+class _Cached:
+    """One job's detectors, what their last advance found, and who may advance them."""
+
+    state: Detectors
+    # (flags by code, epochs examined), replaced whole after each advance so that readers
+    # never see a half-fed state.
+    snapshot: tuple[dict[str, dict], int] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_cache: OrderedDict[str, _Cached] = OrderedDict()
 _lock = threading.Lock()
 
 
 def diagnose(session: Session, job: Job) -> dict:
-    """The job's flags, ordered by the epoch they started; cheap on repeated polls."""
-    with _lock:
-        cached = _cache.pop(job.id, None)
-    state = cached or Detectors([layer["activation"] for layer in job.spec["network"]["layers"]])
-    _advance(session, job, state)
-    with _lock:
-        _cache[job.id] = state
-        while len(_cache) > CACHE_JOBS:
-            _cache.popitem(last=False)
-    flags = dict(state.flags)
+    """The job's flags, ordered by the epoch they started; cheap on repeated polls.
+
+    Concurrent polls of one job share its detectors: one request reads the new epochs
+    while the others answer from the previous advance (behind by at most the epochs
+    being read; `epochs_examined` says how far it got) instead of waiting for it or
+    starting over from epoch 1. Only the very first diagnosis of a job waits.
+    """
+    entry = _entry(job)
+    # The worker commits metric rows and the job's progress together, so nothing newer
+    # than `job.epoch` is recorded yet: no query at all while a job has not moved.
+    stale = entry.snapshot is None or (job.epoch or 0) > entry.snapshot[1]
+    if stale and entry.lock.acquire(blocking=entry.snapshot is None):
+        try:
+            _advance(session, job, entry.state)
+            entry.snapshot = (copy.deepcopy(entry.state.flags), entry.state.epoch)
+        except BaseException:
+            # A chunk may be half fed: start this job over on its next poll.
+            with _lock:
+                if _cache.get(job.id) is entry:
+                    del _cache[job.id]
+            raise
+        finally:
+            entry.lock.release()
+    found, examined = entry.snapshot
+    flags = dict(found)
     divergence = divergence_flag(job)
     if divergence is not None:
         flags[divergence["code"]] = divergence
     ordered = sorted(flags.values(), key=lambda f: (f["epoch"], FLAG_ORDER.index(f["code"])))
-    return {"flags": copy.deepcopy(ordered), "epochs_examined": state.epoch}
+    return {"flags": copy.deepcopy(ordered), "epochs_examined": examined}
+
+
+def _entry(job: Job) -> _Cached:
+    """The job's cache entry, made on first use; the least recently used ones leave."""
+    with _lock:
+        entry = _cache.pop(job.id, None)
+        if entry is None:
+            entry = _Cached(Detectors([layer["activation"]
+                                       for layer in job.spec["network"]["layers"]]))
+        _cache[job.id] = entry
+        while len(_cache) > CACHE_JOBS:
+            _cache.popitem(last=False)
+    return entry
 
 
 def _advance(session: Session, job: Job, state: Detectors) -> None:
@@ -291,6 +330,8 @@ def _advance(session: Session, job: Job, state: Detectors) -> None:
         for i, (epoch, loss) in enumerate(chunk, start=state.rows_seen + 1):
             state.feed_loss(epoch, i, loss)
         state.epoch, state.rows_seen = epochs[-1], state.rows_seen + len(epochs)
+        if len(chunk) < READ_CHUNK:
+            return  # that was everything recorded so far
 
 
 def divergence_flag(job: Job) -> dict | None:

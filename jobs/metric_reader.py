@@ -1,28 +1,58 @@
-"""Reading a job's telemetry as columns, with min/max-preserving downsampling."""
+"""Reading a job's telemetry as columns, with min/max-preserving downsampling.
+
+A finished job with a metric archive (jobs/metric_archive.py) is read from its numpy
+columns; any other job from its rows (a running job is polled with `since_epoch`).
+Both give the same columns, epochs and `nonfinite` flag.
+"""
 from __future__ import annotations
 
 import csv
 import io
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from jobs.metric_archive import EPOCH_COLUMNS, MetricArchive, archive_columns, load_archive
 from jobs.metric_writer import EPOCH_FIELDS, LAYER_FIELDS
-from jobs.models import EpochMetric, Job, LayerMetric
+from jobs.models import FINISHED_STATUSES, EpochMetric, Job, LayerMetric
 
 # Up to this many kept epochs, their rows are fetched by an IN list (well under SQLite's
 # 32,766 bound parameters); beyond, by an epoch range.
 SPARSE_READ_EPOCHS = 2000
-EPOCH_COLUMNS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "learning_rate")
 
 
 def read_metrics(session: Session, job: Job, *, since_epoch: int = 0,
-                 max_points: int | None = None) -> dict:
-    """Columns of every recorded epoch after `since_epoch`.
+                 max_points: int | None = None,
+                 archive: MetricArchive | None = None) -> dict:
+    """Columns of every recorded epoch after `since_epoch`, as lists (None: non-finite).
 
     With `max_points`, epochs are cut into max_points // 2 windows and each window keeps
     the epochs where the train loss is lowest and highest, so spikes survive.
+    `archive` is the job's, if the caller already has it.
     """
+    if archive is None and job.status in FINISHED_STATUSES:
+        archive = load_archive(session, job)
+    if archive is not None:
+        return as_lists(archive_columns(archive, job, since_epoch, max_points))
+    return read_rows(session, job, since_epoch, max_points)
+
+
+def as_lists(metrics: dict) -> dict:
+    """Columns of numpy arrays as plain lists, NaN as None (what the rows path gives)."""
+    def plain(values):
+        if not isinstance(values, np.ndarray):
+            return values
+        if values.dtype.kind == "f" and np.isnan(values).any():
+            return np.where(np.isnan(values), None, values).tolist()
+        return values.tolist()
+    return {k: ([{f: plain(v) for f, v in layer.items()} for layer in values]
+                if k == "layers" else plain(values)) for k, values in metrics.items()}
+
+
+def read_rows(session: Session, job: Job, since_epoch: int,
+              max_points: int | None) -> dict:
+    """read_metrics from the job's rows (a running job, or no archive)."""
     chosen = _choose_epochs(session, job, since_epoch, max_points)
     if chosen is None:
         epochs = _epoch_rows(session, job, EpochMetric.epoch > since_epoch)
@@ -104,6 +134,7 @@ def _layer_columns(session: Session, job: Job, kept: list[int], since_epoch: int
 
 def metrics_csv(metrics: dict) -> str:
     """One row per epoch; layer columns named like `layer1_delta_norm`."""
+    metrics = as_lists(metrics)
     header = ["epoch", *EPOCH_COLUMNS]
     for layer in metrics["layers"]:
         header += [f"layer{layer['layer']}_{f}" for f in LAYER_FIELDS]

@@ -3,6 +3,10 @@
 Layout under `root`:
   datasets/<sha[:2]>/<sha>.npz   content-addressed dataset blobs (written once, never rewritten)
   <kind>/<key>                   other artefacts (e.g. checkpoints), replaced atomically
+  .scratch/<tmp>/                one upload's working files, removed when it ends
+
+Big blobs never pass through memory: they are written to a file in a scratch folder
+(`stage`), hashed by reading the file back in chunks, and renamed into place (`put_staged`).
 
 Every write goes to a temporary file in the target folder, is fsynced, then renamed over the
 final name, so a reader sees either the old file or the complete new one, never a torn write.
@@ -14,6 +18,9 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,10 +29,21 @@ _KIND_RE = re.compile(r"[a-z0-9_-]{1,50}")
 # A single path component: no separators, and no leading dot (so no ".", "..", temp files).
 _KEY_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}")
 _DATASETS = "datasets"
+_SCRATCH = ".scratch"
+_HASH_CHUNK = 4 * 1024 * 1024
 
 
 class CorruptBlob(RuntimeError):
     """A stored blob no longer matches its content hash (disk or operator damage)."""
+
+
+@dataclass(frozen=True)
+class StagedBlob:
+    """A complete blob file in a scratch folder, hashed by the store that staged it."""
+
+    path: Path
+    sha256: str
+    size: int
 
 
 class BlobStore:
@@ -60,6 +78,41 @@ class BlobStore:
         """Open the blob for reading; FileNotFoundError if it is missing."""
         return self.path(sha256).open("rb")
 
+    @contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """A fresh folder for one upload's working files, on the blobs' filesystem (so a
+        staged blob is renamed into place, not copied); removed with its files on exit."""
+        parent = self.root / _SCRATCH
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="upload-", dir=parent) as folder:
+            yield Path(folder)
+
+    def stage(self, write: Callable[[BinaryIO], None], folder: Path) -> StagedBlob:
+        """Write a blob with `write(file)` into `folder` (from `scratch`) and hash it."""
+        fd, tmp = tempfile.mkstemp(prefix=".blob-", dir=folder)
+        with os.fdopen(fd, "w+b") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        return StagedBlob(Path(tmp), _file_sha256(Path(tmp)), Path(tmp).stat().st_size)
+
+    def put_staged(self, staged: StagedBlob) -> Path:
+        """Move a staged blob to its address; an existing blob is kept as is."""
+        target = self.path(staged.sha256)
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged.path, target)
+            _fsync_dir(target.parent)
+        return target
+
+    def verify(self, sha256: str) -> Path:
+        """The blob's path, after checking its bytes against the hash in chunks
+        (CorruptBlob on mismatch, FileNotFoundError if missing)."""
+        path = self.path(sha256)
+        if _file_sha256(path) != sha256:
+            raise CorruptBlob(f"blob {sha256} does not match its hash")
+        return path
+
     def read(self, sha256: str) -> bytes:
         """The blob's bytes, verified against the hash (CorruptBlob on mismatch)."""
         data = self.path(sha256).read_bytes()
@@ -90,6 +143,14 @@ class BlobStore:
     def delete_file(self, kind: str, key: str) -> bool:
         """Remove the artefact; True if it existed."""
         return _unlink(self.file_path(kind, key))
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _check_sha(sha256: str) -> str:

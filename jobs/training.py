@@ -35,6 +35,7 @@ from jobs.gradcheck_store import GradcheckRecorder
 from jobs.heartbeat import Heartbeat
 from jobs.lease import Lease, LeaseLost, claim, finish, hand_back, hold
 from jobs.manifest import runtime_manifest
+from jobs.metric_archive import archive_finished
 from jobs.metric_writer import MetricBuffer
 from jobs.models import Dataset, Job
 from jobs.settings import Settings
@@ -111,12 +112,14 @@ def run_job(factory: sessionmaker[Session], settings: Settings, job_id: str, *,
     heartbeat.start()
     run = Run(factory, settings, lease, heartbeat, CheckpointStore(settings))
     try:
-        return _attempt(run, shutdown or threading.Event(), on_start)
+        outcome = _attempt(run, shutdown or threading.Event(), on_start)
     except LeaseLost:
         log.warning("job %s: lease %d lost; another worker owns it", job_id, lease.epoch)
         return LEASE_LOST
     finally:
         heartbeat.stop()
+    archive_finished(factory, job_id)  # only if the job is now final (not handed back)
+    return outcome
 
 
 def _attempt(run: Run, shutdown: threading.Event,
@@ -175,7 +178,7 @@ def _train(run: Run, shutdown: threading.Event) -> str:
     checkpoints = _Checkpointer(run, buffer, started, settings.checkpoint_interval_s)
     gradchecks = GradcheckRecorder(run.factory, settings, run.lease, trainer, run.lease_lost)
     try:
-        result = trainer.fit(on_epoch=lambda r: (buffer.add(r.to_dict()), gradchecks.maybe(
+        result = trainer.fit(on_epoch=lambda r: (buffer.add(r), gradchecks.maybe(
                                  r, trainer), checkpoints.maybe()),
                              should_stop=flags)
     except mlp.DivergenceError as exc:

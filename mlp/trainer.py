@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from .data_split import prepare_data
+from .data_split import BatchRows, EpochBatches, prepare_data
 from .blas_threads import single_thread, wants_single_thread
 from .errors import DivergenceError, SpecError
 from .losses import LOSSES
@@ -70,11 +70,13 @@ class Trainer:
         self._workspaces, self._scales, self._sides = {}, {}, {}
         self._wsq = np.zeros(2 * net.depth, self.dtype)
         self._scratch = np.empty(net.n_params, self.dtype) if net.n_params <= SMALL_ARRAY else None
+        # A big X is gathered per minibatch into one reused buffer (data_split.BatchRows).
+        batches = self.X.batches(self.spec["training"]["batch_size"]) if isinstance(self.X, BatchRows) else None
         if self.spec["training"]["shuffle"]:
-            self._Xp, self._Tp = np.empty_like(self.X), np.empty_like(self.T)
+            self._Xp, self._Tp = np.empty_like(self.X) if batches is None else batches, np.empty_like(self.T)
             self._Lp = None if self.labels is None else np.empty_like(self.labels)
         else:
-            self._Xp, self._Tp, self._Lp = self.X, self.T, self.labels
+            self._Xp, self._Tp, self._Lp = self.X if batches is None else batches, self.T, self.labels
         es = self.spec["training"]["early_stopping"]
         self._best_params = np.empty_like(net.params) if es and es["restore_best"] else None
 
@@ -135,8 +137,11 @@ class Trainer:
         if not self.spec["training"]["shuffle"]:
             return
         perm = self.rng.permutation(len(self.X))
-        # mode="clip" skips the bounds-check pass; perm is in range by construction.
-        self.X.take(perm, axis=0, out=self._Xp, mode="clip")
+        if isinstance(self._Xp, EpochBatches):
+            self._Xp.order = perm  # _step's self._Xp[lo:hi] gathers the batch's rows
+        else:
+            # mode="clip" skips the bounds-check pass; perm is in range by construction.
+            self.X.take(perm, axis=0, out=self._Xp, mode="clip")
         self.T.take(perm, axis=0, out=self._Tp, mode="clip")
         if self._Lp is not None:
             self.labels.take(perm, axis=0, out=self._Lp, mode="clip")

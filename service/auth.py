@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import current_app, g, request
 
-from jobs.auth import authenticate, hash_token
+from jobs.auth import authenticate_cached, hash_token
 from jobs.errors import Unauthorized
 from service.ratelimit import charge_failed_auth
 from service.session import db
@@ -22,16 +22,17 @@ def require_user():
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
-    pepper = current_app.config["GRADTRACE"].token_pepper
+    digest = hash_token(token.strip(), current_app.config["GRADTRACE"].token_pepper)
     try:
-        g.user = authenticate(db(), token.strip(), pepper)
+        # A recently valid token is not looked up again (bounds in jobs/auth.py).
+        g.user = authenticate_cached(db, digest)
     except Unauthorized:
         refusal = charge_failed_auth()
         if refusal is not None:
             return refusal
         raise
     # Lets a route recognise the caller's own token (never the secret itself).
-    g.token_digest = hash_token(token.strip(), pepper)
+    g.token_digest = digest
     return None
 
 

@@ -30,7 +30,11 @@ def init_rate_limit(app: Flask) -> Limiter:
         # One budget per user across all routes (application limits), not one per route.
         key_func=rate_key, app=app, application_limits=[settings.rate_limit],
         application_limits_exempt_when=_exempt, storage_uri=settings.rate_limit_storage_uri,
-        key_prefix=_prefix(settings), strategy="moving-window",
+        # The sliding-window counter costs O(1) in Redis per request. The moving window kept
+        # one list entry per request and read the whole list back for the X-RateLimit
+        # headers: O(requests in the window) per request, which dominated the API's cost
+        # under polling load (bench/api_load.py).
+        key_prefix=_prefix(settings), strategy="sliding-window-counter",
         headers_enabled=True, swallow_errors=True, in_memory_fallback_enabled=True)
     app.extensions[EXTENSION] = limiter
     app.register_error_handler(RateLimitExceeded, _rate_limited)

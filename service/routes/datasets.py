@@ -1,5 +1,12 @@
-"""POST/GET/DELETE /v1/datasets: JSON arrays, a built-in toy set, or a CSV/.npz upload."""
+"""POST/GET/DELETE /v1/datasets: JSON arrays, a built-in toy set, or a CSV/.npz upload.
+
+An upload never sits in memory whole: Werkzeug spools the file part to a temporary file,
+the parser reads it in blocks into the storage scratch folder, and the stored blob is
+written and hashed there before it is renamed into place (jobs/storage.py).
+"""
 from __future__ import annotations
+
+from pathlib import Path
 
 from flask import current_app, request
 from flask_openapi3 import APIBlueprint, Tag
@@ -33,21 +40,23 @@ def _store() -> BlobStore:
 @bp.post("", summary="Create a dataset", openapi_extensions=CREATE_DOC,
          responses={201: None, 413: None, 415: None, 422: None})
 def create_dataset():
-    try:
-        name, parsed, source = _parse_request()
-    except ValidationError as exc:
-        return validation_error_response(exc)
-    session = db()
-    row = datasets.create_dataset(session, _store(), owner_id=current_user_id(), name=name,
-                                  parsed=parsed, source=source,
-                                  max_storage_bytes=_settings().max_storage_bytes_per_user)
-    session.commit()
+    store = _store()
+    with store.scratch() as scratch:
+        try:
+            name, parsed, source = _parse_request(scratch)
+        except ValidationError as exc:
+            return validation_error_response(exc)
+        session = db()
+        row = datasets.create_dataset(session, store, owner_id=current_user_id(), name=name,
+                                      parsed=parsed, source=source, scratch=scratch,
+                                      max_storage_bytes=_settings().max_storage_bytes_per_user)
+        session.commit()
     return datasets.dataset_to_dict(row), 201, {"Location": f"/v1/datasets/{row.id}"}
 
 
-def _parse_request():
+def _parse_request(scratch: Path):
     if request.mimetype == "multipart/form-data":
-        return _parse_upload()
+        return _parse_upload(scratch)
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type",
                        "send application/json or multipart/form-data")
@@ -63,7 +72,7 @@ def _parse_request():
                                           max_cells=_settings().max_dataset_cells), "json"
 
 
-def _parse_upload():
+def _parse_upload(scratch: Path):
     form = DatasetUpload.model_validate({**request.form.to_dict(),
                                          "file": request.files.get("file")})
     upload = form.file
@@ -73,12 +82,12 @@ def _parse_upload():
     filename = (upload.filename or "").lower()
     if filename.endswith(".npz"):
         return form.name, datasets.parse_npz(upload.stream, task=form.task,
-                                             max_cells=max_cells), "npz"
+                                             max_cells=max_cells, scratch=scratch), "npz"
     if not form.target:
         raise ApiError(422, "invalid", "a CSV upload needs the form field 'target'",
                        [("target", "missing")])
     return form.name, datasets.parse_csv(upload.stream, form.target, task=form.task,
-                                         max_cells=max_cells), "csv"
+                                         max_cells=max_cells, scratch=scratch), "csv"
 
 
 @bp.get("", summary="List your datasets")

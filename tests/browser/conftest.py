@@ -14,8 +14,7 @@ import pytest
 
 from jobs.settings import Settings
 from tests.factories import make_token
-from tests.integration.conftest import _env_for
-from tests.integration.services import HttpServer, WorkerProcess, migrate, unique_queue
+from tests.integration.services import HttpServer, WorkerProcess, migrate, unique_queue, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("GRADTRACE_CHROMIUM", "/usr/bin/chromium")
@@ -71,7 +70,7 @@ def live(tmp_path_factory):
     migrate(settings.database_url)
     engine = make_engine(settings.database_url)
     server = HttpServer(create_app(settings))
-    worker = WorkerProcess(_env_for(settings), "browser-worker", tmp)
+    worker = WorkerProcess(worker_env(settings), "browser-worker", tmp)
     try:
         worker.wait_ready()
         yield Live(settings, server, make_sessionmaker(engine))

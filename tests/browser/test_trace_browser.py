@@ -18,7 +18,8 @@ EXPECTED_FLAGS = {
     "xor_sigmoid_sgd": {"loss_plateau"},
     "deep_sigmoid": {"vanishing_gradients", "loss_plateau"},
     "deep_relu_he": set(),
-    "lr_too_high": {"learning_rate_too_high", "saturated_units", "loss_plateau"},
+    "lr_too_high": {"learning_rate_too_high", "saturated_units", "loss_plateau",
+                    "vanishing_gradients"},
     "diverging_lr": {"divergence"},
 }
 TRACE_ROWS = {"xor": ([[1, 0]], ["1"]), "moons": ([[0.5, 0.25]], ["1"])}

@@ -5,7 +5,6 @@ kombu's SQL transport), so every integration test runs on both.
 """
 from __future__ import annotations
 
-import os
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
@@ -15,7 +14,7 @@ from jobs.db import make_engine, make_sessionmaker
 from jobs.settings import Settings
 from tests.factories import make_token
 from tests.integration.services import (HttpServer, WorkerProcess, fresh_postgres_database,
-                                        migrate, redis_url, unique_queue)
+                                        migrate, redis_url, unique_queue, worker_env)
 
 REDIS_DB = 11
 
@@ -40,18 +39,6 @@ class Stack:
         return worker
 
 
-def _env_for(settings: Settings) -> dict:
-    return {**os.environ, "DATABASE_URL": settings.database_url,
-            "CELERY_BROKER_URL": settings.broker_url,
-            "GRADTRACE_STATE_DIR": str(settings.state_dir),
-            "GRADTRACE_STORAGE_DIR": str(settings.storage_dir),
-            "GRADTRACE_TOKEN_PEPPER": settings.token_pepper,
-            "GRADTRACE_QUEUE": settings.queue,
-            "GRADTRACE_HEARTBEAT_S": str(settings.heartbeat_s),
-            "GRADTRACE_LEASE_TTL_S": str(settings.lease_ttl_s),
-            "GRADTRACE_CHECKPOINT_INTERVAL_S": str(settings.checkpoint_interval_s)}
-
-
 @pytest.fixture(scope="module", params=["postgres+redis", "embedded"])
 def stack(request, tmp_path_factory):
     from service import create_app
@@ -73,7 +60,7 @@ def stack(request, tmp_path_factory):
         stack_cm.callback(engine.dispose)
         server = HttpServer(create_app(settings))
         stack_cm.callback(server.stop)
-        built = Stack(request.param, settings, _env_for(settings), server,
+        built = Stack(request.param, settings, worker_env(settings), server,
                       make_sessionmaker(engine), tmp)
         stack_cm.callback(lambda: [w.stop() for w in built.workers])
         yield built

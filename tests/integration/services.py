@@ -71,6 +71,19 @@ def migrate(database_url: str) -> None:
                    check=True, capture_output=True)
 
 
+def worker_env(settings) -> dict:
+    """The environment a worker process (or the API) reads these `settings` from."""
+    return {**os.environ, "DATABASE_URL": settings.database_url,
+            "CELERY_BROKER_URL": settings.broker_url,
+            "GRADTRACE_STATE_DIR": str(settings.state_dir),
+            "GRADTRACE_STORAGE_DIR": str(settings.storage_dir),
+            "GRADTRACE_TOKEN_PEPPER": settings.token_pepper,
+            "GRADTRACE_QUEUE": settings.queue,
+            "GRADTRACE_HEARTBEAT_S": str(settings.heartbeat_s),
+            "GRADTRACE_LEASE_TTL_S": str(settings.lease_ttl_s),
+            "GRADTRACE_CHECKPOINT_INTERVAL_S": str(settings.checkpoint_interval_s)}
+
+
 class WorkerProcess:
     """A real `celery worker` subprocess; logs go to a file for post-mortems."""
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs.db import make_engine, make_sessionmaker
+from jobs.db import make_engine, make_sessionmaker, session_scope
 from jobs.models import Base, Job, User
 from jobs.storage import BlobStore
 
@@ -46,6 +46,23 @@ def user(session) -> Callable[..., User]:
         return row
 
     return make
+
+
+@pytest.fixture
+def fast(settings):
+    """Settings for worker-side tests: a quick heartbeat, checkpoints at every chance."""
+    return settings.model_copy(update={"heartbeat_s": 0.05, "lease_ttl_s": 5.0,
+                                       "checkpoint_interval_s": 0.0})
+
+
+@pytest.fixture
+def owner(session_factory) -> str:
+    """The id of a committed user who owns the worker-side tests' datasets and jobs."""
+    with session_scope(session_factory) as session:
+        user = User(name="trainer")
+        session.add(user)
+        session.flush()
+        return user.id
 
 
 @pytest.fixture

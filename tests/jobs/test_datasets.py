@@ -717,3 +717,25 @@ def test_load_arrays_detects_a_mismatched_blob(session, store, user):
     row.n_samples = 5
     with pytest.raises(CorruptBlob):
         ds.load_arrays(store, row)
+
+
+def test_an_upload_parsed_into_scratch_is_stored_and_loaded_as_a_memory_map(session, store,
+                                                                             user):
+    X = np.random.default_rng(1).standard_normal((50, 3)).astype(np.float32)
+    with store.scratch() as scratch:
+        parsed = ds.parse_npz(npz(X=X, y=np.arange(50) % 2), max_cells=BIG, scratch=scratch)
+        row = ds.create_dataset(session, store, owner_id=user().id, name="big", parsed=parsed,
+                                source="npz", max_storage_bytes=QUOTA, scratch=scratch)
+    assert row.sha256 == ds.encode(ds.parse_npz(npz(X=X, y=np.arange(50) % 2),
+                                                max_cells=BIG))[1]
+    assert list((store.root / ".scratch").iterdir()) == []
+    loaded, y = ds.load_arrays(store, row)
+    assert np.array_equal(loaded, X) and loaded.dtype == np.float32
+    assert not loaded.flags.writeable and isinstance(loaded.base, np.memmap)
+
+
+def test_load_arrays_detects_a_corrupted_blob(session, store, user):
+    row = make(session, store, user())
+    store.path(row.sha256).write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    with pytest.raises(CorruptBlob):
+        ds.load_arrays(store, row)

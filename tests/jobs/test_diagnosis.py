@@ -14,7 +14,10 @@ from sqlalchemy import event
 from jobs import diagnosis
 from jobs.dataset_parsing import parse_builtin, parse_json
 from jobs.diagnosis import diagnose
+from jobs.auth import get_or_create_user
 from jobs.gradcheck_store import read_gradchecks
+from jobs.metric_writer import epoch_rows, insert_ignoring_duplicates
+from jobs.models import EpochMetric, Job, LayerMetric
 
 
 def layer(units: int, activation: str) -> dict:
@@ -109,9 +112,13 @@ def test_unscaled_inputs_saturate_tanh(diagnosed):
 def test_oscillating_rising_loss_says_learning_rate_too_high(diagnosed):
     job, found = diagnosed(example("lr_too_high"))
     assert job.status == "succeeded"
-    # Steps this large also saturate the tanh layer and leave the loss high.
-    assert set(found) == {"learning_rate_too_high", "saturated_units", "loss_plateau"}
+    # Steps this large also saturate the tanh layer and leave the loss high; once almost
+    # every tanh unit sits at ±1, f'(z¹) ≈ 0 and the error no longer reaches layer 1.
+    assert set(found) == {"learning_rate_too_high", "saturated_units", "loss_plateau",
+                          "vanishing_gradients"}
     assert found["learning_rate_too_high"]["epoch"] <= 10
+    assert found["saturated_units"]["epoch"] < found["vanishing_gradients"]["epoch"]
+    print({code: (f["epoch"], f["message"]) for code, f in found.items()})
 
 
 def test_divergence_is_flagged_at_its_epoch(diagnosed):
@@ -144,10 +151,65 @@ def test_a_repeated_poll_reads_only_new_epochs(diagnosed, session, engine):
     event.listen(engine, "before_cursor_execute",
                  lambda conn, cursor, sql, *args: statements.append(sql))
     again = diagnose(session, job)
-    # One query finds no epoch after the cached one; no layer row is read again.
-    assert len(statements) == 1 and "epoch_metrics" in statements[0]
+    # The job has not moved since the cached epoch: nothing is read again.
+    assert statements == []
     assert again["epochs_examined"] == 100
     assert {f["code"]: f for f in again["flags"]} == first
+
+
+TWO_TANH = spec([layer(8, "tanh"), layer(1, "sigmoid")], "binary_cross_entropy",
+                {"name": "sgd", "learning_rate": 0.1}, 100)
+
+
+def running_job(session, owner: str) -> Job:
+    job = Job(owner_id=get_or_create_user(session, owner).id, name="poll", spec=TWO_TANH,
+              epochs=100, status="running")
+    session.add(job)
+    session.flush()
+    return job
+
+
+def write_rows(session, job: Job, epochs: range) -> None:
+    """Epoch rows and the job's progress together, as the worker's MetricBuffer commits them."""
+    for epoch in epochs:
+        row, layers = epoch_rows(job.id, {
+            "epoch": epoch, "train_loss": 1.0 / epoch,
+            "layers": [{"layer": i, "weight_grad_norm": 0.1, "delta_norm": 0.2,
+                        "saturated_fraction": 0.1} for i in (1, 2)]})
+        insert_ignoring_duplicates(session, EpochMetric, [row])
+        insert_ignoring_duplicates(session, LayerMetric, layers)
+    job.epoch = epochs[-1]
+    session.flush()
+
+
+def test_a_poll_after_new_epochs_reads_only_those(session, engine):
+    job = running_job(session, "poller")
+    write_rows(session, job, range(1, 21))
+    diagnosis._cache.pop(job.id, None)
+    assert diagnose(session, job)["epochs_examined"] == 20
+    write_rows(session, job, range(21, 31))
+    statements = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda conn, cursor, sql, *args: statements.append(sql))
+    assert diagnose(session, job)["epochs_examined"] == 30
+    # One read of the new loss rows and one per layer condition; the short chunk ends it.
+    assert len(statements) == 1 + len(diagnosis._cache[job.id].state.conditions)
+
+
+def test_concurrent_polls_share_one_advance(session, monkeypatch):
+    job = running_job(session, "racer")
+    write_rows(session, job, range(1, 11))
+    diagnosis._cache.pop(job.id, None)
+    first = diagnose(session, job)
+    write_rows(session, job, range(11, 21))
+    entry = diagnosis._cache[job.id]
+    # While another request holds the job's detectors, a poll answers from the last
+    # advance instead of waiting or reading every epoch again.
+    with entry.lock:
+        monkeypatch.setattr(diagnosis, "_advance", lambda *a: pytest.fail("advanced twice"))
+        assert diagnose(session, job) == first
+    monkeypatch.undo()
+    assert diagnose(session, job)["epochs_examined"] == 20
 
 
 DYING = spec([layer(32, "relu"), layer(32, "relu"), layer(1, "sigmoid")],

@@ -13,7 +13,7 @@ from jobs import training
 from jobs.artifacts import CHECKPOINT, load_artifact
 from jobs.db import session_scope
 from jobs.lease import claim
-from jobs.models import Job, User
+from jobs.models import Job
 from tests.faults.reconcile import (
     duplicate_metric_rows,
     matches_reference,
@@ -21,21 +21,6 @@ from tests.faults.reconcile import (
     missing_epochs,
 )
 from tests.jobs.training_fixtures import StopAfter, job_row, make_dataset, make_job
-
-
-@pytest.fixture
-def fast(settings):
-    return settings.model_copy(update={"heartbeat_s": 0.05, "lease_ttl_s": 5.0,
-                                       "checkpoint_interval_s": 0.0})
-
-
-@pytest.fixture
-def owner(session_factory) -> str:
-    with session_scope(session_factory) as session:
-        user = User(name="trainer")
-        session.add(user)
-        session.flush()
-        return user.id
 
 
 @pytest.fixture

@@ -11,19 +11,13 @@ from jobs.db_retry import retry_db
 from jobs.heartbeat import Heartbeat
 from jobs.lease import Lease, LeaseLost, claim, finish, hand_back, renew
 from jobs.metric_writer import MetricBuffer
-from jobs.models import EpochMetric, Job, User
+from jobs.models import EpochMetric, Job
+from tests.jobs.training_fixtures import bare_job
 
 
 @pytest.fixture
 def job_id(session_factory) -> str:
-    with session_scope(session_factory) as session:
-        user = User(name="lease-owner")
-        session.add(user)
-        session.flush()
-        job = Job(owner_id=user.id, spec={}, epochs=10, status="queued")
-        session.add(job)
-        session.flush()
-        return job.id
+    return bare_job(session_factory, "lease-owner")
 
 
 def take(factory, job_id, owner="w1", ttl=60.0, max_attempts=3) -> Lease | None:

@@ -1,10 +1,12 @@
-"""read_metrics: columns, since_epoch, and min/max-preserving downsampling."""
+"""read_metrics: columns, since_epoch, and min/max-preserving downsampling, each read
+both from the rows (a running job) and from a finished job's metric archive."""
 from __future__ import annotations
 
 import math
 
 import pytest
 
+from jobs.metric_archive import ensure_archive
 from jobs.metric_reader import SPARSE_READ_EPOCHS, read_metrics
 from jobs.metric_writer import EpochMetric, LayerMetric, insert_ignoring_duplicates
 from jobs.models import Job
@@ -23,10 +25,11 @@ def loss(epoch: int) -> float:
     return 1.0 / epoch + 0.01 * math.sin(epoch)
 
 
-@pytest.fixture
-def job_with(session, user):
+@pytest.fixture(params=["rows", "archive"])
+def job_with(request, session, user):
     def make(epochs: int) -> Job:
-        job = Job(owner_id=user().id, name="m", spec=SPEC, epochs=epochs, status="succeeded")
+        status = "running" if request.param == "rows" else "succeeded"
+        job = Job(owner_id=user().id, name="m", spec=SPEC, epochs=epochs, status=status)
         session.add(job)
         session.flush()
         insert_ignoring_duplicates(session, EpochMetric, [
@@ -35,6 +38,7 @@ def job_with(session, user):
         insert_ignoring_duplicates(session, LayerMetric, [
             {"job_id": job.id, "epoch": e, "layer": k, "delta_norm": e * 10.0 + k}
             for e in range(1, epochs + 1) for k in (1, 2)])
+        assert (ensure_archive(session, job) is None) == (request.param == "rows")
         return job
     return make
 

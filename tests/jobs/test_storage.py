@@ -106,3 +106,46 @@ def test_failed_write_removes_its_temporary_file(store, monkeypatch):
         store.put_file("checkpoints", "k", b"data")
     folder = store.root / "checkpoints"
     assert list(folder.iterdir()) == []
+
+
+# --- staged blobs (written in a scratch folder, hashed from disk, renamed into place) -----
+
+def test_staged_blob_is_hashed_from_its_file_and_renamed_into_place(store):
+    data = b"staged " * 1000
+    with store.scratch() as folder:
+        assert folder.parent == store.root / ".scratch"
+        staged = store.stage(lambda f: f.write(data), folder)
+        assert (staged.sha256, staged.size) == (sha(data), len(data))
+        assert not store.exists(sha(data))  # nothing at the address before put_staged
+        path = store.put_staged(staged)
+        assert not staged.path.exists()
+    assert path == store.path(sha(data)) and store.read(sha(data)) == data
+    assert os.listdir(path.parent) == [path.name]
+    assert os.listdir(store.root / ".scratch") == []  # the folder went with the block
+
+
+def test_put_staged_keeps_an_existing_blob(store):
+    data = b"same content"
+    path = store.put(sha(data), data)
+    os.utime(path, (1_000_000, 1_000_000))
+    with store.scratch() as folder:
+        store.put_staged(store.stage(lambda f: f.write(data), folder))
+    assert path.stat().st_mtime == 1_000_000 and store.read(sha(data)) == data
+
+
+def test_scratch_is_removed_when_the_block_fails(store):
+    with pytest.raises(RuntimeError), store.scratch() as folder:
+        (folder / "rows.raw").write_bytes(b"x")
+        raise RuntimeError("parse failed")
+    assert os.listdir(store.root / ".scratch") == []
+
+
+def test_verify_checks_the_hash_without_reading_into_memory(store):
+    data = b"original"
+    path = store.put(sha(data), data)
+    assert store.verify(sha(data)) == path
+    path.write_bytes(b"tampered")
+    with pytest.raises(CorruptBlob):
+        store.verify(sha(data))
+    with pytest.raises(FileNotFoundError):
+        store.verify(sha(b"missing"))

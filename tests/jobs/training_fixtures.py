@@ -5,7 +5,7 @@ import threading
 
 from jobs.datasets import create_dataset, parse_builtin
 from jobs.db import session_scope
-from jobs.models import Job
+from jobs.models import Job, User
 from jobs.storage import BlobStore
 from jobs.submission import create_job
 
@@ -32,6 +32,19 @@ def make_job(factory, settings, owner_id: str, dataset_id: str, *, name: str = "
     with session_scope(factory) as session:
         job, _ = create_job(session, settings, owner_id=owner_id, dataset_id=dataset_id,
                             name=name, raw_spec=spec)
+        session.flush()
+        return job.id
+
+
+def bare_job(factory, user_name: str) -> str:
+    """A queued job with an empty spec and no dataset, owned by a new user: for tests of the
+    job row's lifecycle (lease, metric writes) that never train."""
+    with session_scope(factory) as session:
+        user = User(name=user_name)
+        session.add(user)
+        session.flush()
+        job = Job(owner_id=user.id, spec={}, epochs=10, status="queued")
+        session.add(job)
         session.flush()
         return job.id
 

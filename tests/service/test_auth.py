@@ -1,8 +1,13 @@
-import pytest
+import time
+from datetime import timedelta
 
-from jobs.auth import revoke_token
+import pytest
+from sqlalchemy import select, update
+
+import jobs.auth
+from jobs.auth import get_or_create_user, issue_token, revoke_token
 from jobs.db import session_scope
-from jobs.models import Token
+from jobs.models import Token, User, utcnow
 
 
 @pytest.mark.parametrize("header", [None, "Bearer", "Basic abc", "Bearer nope"])
@@ -32,3 +37,59 @@ def test_tokens_are_stored_hashed(session_factory, alice):
     with session_scope(session_factory) as session:
         hashes = [t.token_hash for t in session.query(Token)]
     assert secret not in hashes and all(len(h) == 64 for h in hashes)
+
+
+def _revoke_as_another_process(session_factory) -> None:
+    # A plain UPDATE, as `gradtrace-admin revoke-token` in another process does: nothing
+    # tells this process's token cache.
+    with session_scope(session_factory) as session:
+        session.execute(update(Token).values(revoked_at=utcnow()))
+
+
+def test_a_valid_token_is_not_looked_up_again_within_the_cache_bound(
+        client, alice, session_factory, monkeypatch):
+    monkeypatch.setattr(jobs.auth, "TOKEN_CACHE_S", 60.0)
+    assert client.get("/v1/jobs", headers=alice).status_code == 200
+    _revoke_as_another_process(session_factory)
+    # Trusted from the cache: this is the staleness the bound allows.
+    assert client.get("/v1/jobs", headers=alice).status_code == 200
+
+
+def test_another_processes_revocation_takes_effect_within_the_cache_bound(
+        client, alice, session_factory, monkeypatch):
+    monkeypatch.setattr(jobs.auth, "TOKEN_CACHE_S", 0.2)
+    assert client.get("/v1/jobs", headers=alice).status_code == 200
+    _revoke_as_another_process(session_factory)
+    time.sleep(0.25)
+    resp = client.get("/v1/jobs", headers=alice)
+    assert resp.status_code == 401 and "revoked" in resp.get_json()["error"]["message"]
+
+
+def test_the_default_cache_bound_is_about_a_second():
+    # docs and the module docstring promise a revocation elsewhere is seen within ~1 s.
+    assert 0 < jobs.auth.TOKEN_CACHE_S <= 1.0
+
+
+def test_expiry_is_immediate_even_for_a_cached_token(client, session_factory, settings,
+                                                     monkeypatch):
+    monkeypatch.setattr(jobs.auth, "TOKEN_CACHE_S", 60.0)
+    with session_scope(session_factory) as session:
+        user = get_or_create_user(session, "brief")
+        _, secret = issue_token(session, user, settings.token_pepper,
+                                expires_in=timedelta(seconds=0.5))
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert client.get("/v1/jobs", headers=headers).status_code == 200
+    time.sleep(0.6)
+    resp = client.get("/v1/jobs", headers=headers)
+    assert resp.status_code == 401 and "expired" in resp.get_json()["error"]["message"]
+
+
+def test_a_revocation_through_the_api_is_immediate(client, auth, session_factory, monkeypatch):
+    monkeypatch.setattr(jobs.auth, "TOKEN_CACHE_S", 60.0)
+    admin, bob = auth("root", admin=True), auth("bob")
+    assert client.get("/v1/jobs", headers=bob).status_code == 200
+    with session_scope(session_factory) as session:
+        bob_token = session.scalars(select(Token).join(User).where(User.name == "bob")).one()
+    resp = client.post(f"/v1/admin/tokens/{bob_token.id}/revoke", headers=admin)
+    assert resp.status_code == 200
+    assert client.get("/v1/jobs", headers=bob).status_code == 401

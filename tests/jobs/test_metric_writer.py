@@ -1,0 +1,104 @@
+"""Metric rows from the engine's records, written exactly, once, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import math
+
+import pytest
+from sqlalchemy import select
+
+import mlp
+from jobs.db import make_engine, make_sessionmaker, session_scope
+from jobs.lease import claim
+from jobs.metric_writer import (EPOCH_COLUMNS, LAYER_COLUMNS, EPOCH_FIELDS, LAYER_FIELDS,
+                                MetricBuffer, record_from_dict, record_tuples)
+from jobs.models import Base, EpochMetric, Job, LayerMetric
+from tests.integration.services import fresh_postgres_database
+from tests.jobs.training_fixtures import bare_job
+
+# Values a text round trip could bend: shortest reprs, subnormals, huge and tiny numbers.
+AWKWARD = [0.1, 1 / 3, 5e-324, 1.7976931348623157e308, -2.5e-17, 123456789.123456789]
+
+
+def record(epoch: int) -> mlp.EpochRecord:
+    value = AWKWARD[epoch % len(AWKWARD)]
+    layers = [mlp.LayerRecord(layer=1, weight_grad_norm=value, bias_grad_norm=float("nan"),
+                              delta_norm=float("inf"), weight_norm=-value, update_ratio=0.0,
+                              dead_fraction=None, saturated_fraction=0.25),
+              mlp.LayerRecord(layer=2, weight_grad_norm=1.0, bias_grad_norm=2.0,
+                              delta_norm=3.0, weight_norm=4.0, update_ratio=5.0)]
+    return mlp.EpochRecord(epoch=epoch, train_loss=value, val_loss=None,
+                           train_accuracy=float("-inf"), val_accuracy=0.5,
+                           learning_rate=0.01, seconds=1e-6, layers=layers)
+
+
+def test_rows_follow_the_column_order_and_turn_non_finite_into_null():
+    epochs, layers = record_tuples("job", [record(1)])
+    row = dict(zip(EPOCH_COLUMNS, epochs[0]))
+    assert row == {"job_id": "job", "epoch": 1, "train_loss": 1 / 3, "val_loss": None,
+                   "train_accuracy": None, "val_accuracy": 0.5, "learning_rate": 0.01,
+                   "seconds": 1e-6}
+    first = dict(zip(LAYER_COLUMNS, layers[0]))
+    assert first["bias_grad_norm"] is None and first["delta_norm"] is None
+    assert first["weight_norm"] == -1 / 3 and first["dead_fraction"] is None
+    assert [r[2] for r in layers] == [1, 2]
+
+
+def test_a_dict_record_gives_the_same_rows_as_the_engine_record():
+    original = record(3)
+    assert record_tuples("j", [record_from_dict(original.to_dict())]) == \
+        record_tuples("j", [original])
+
+
+def _stored(factory, job_id):
+    with session_scope(factory) as session:
+        epochs = session.execute(select(*(getattr(EpochMetric, c) for c in EPOCH_COLUMNS))
+                                 .where(EpochMetric.job_id == job_id)
+                                 .order_by(EpochMetric.epoch)).all()
+        layers = session.execute(select(*(getattr(LayerMetric, c) for c in LAYER_COLUMNS))
+                                 .where(LayerMetric.job_id == job_id)
+                                 .order_by(LayerMetric.epoch, LayerMetric.layer)).all()
+        progress = session.get(Job, job_id).epoch
+    return [tuple(r) for r in epochs], [tuple(r) for r in layers], progress
+
+
+def _round_trip(factory):
+    job_id = bare_job(factory, "metric-writer")
+    with session_scope(factory) as session:
+        lease = claim(session, job_id, "w1", ttl_s=60, max_attempts=3)
+    records = [record(e) for e in range(1, 8)]
+    buffer = MetricBuffer(factory, lease, flush_seconds=60, flush_rows=4)
+    for r in records:
+        buffer.add(r)
+    assert buffer.pending == 3  # four were flushed by count
+    buffer.drain(7, lambda: False)
+    expected = record_tuples(job_id, records)
+    assert _stored(factory, job_id) == (*expected, 7)
+    # A resumed run recomputes epochs 5-7 (with other values): the first copy stays.
+    again = MetricBuffer(factory, lease, flush_seconds=60, flush_rows=100)
+    for e in range(5, 8):
+        changed = record(e)
+        changed.train_loss = math.pi
+        again.add(changed)
+    again.drain(7, lambda: False)
+    assert _stored(factory, job_id) == (*expected, 7)
+    return expected
+
+
+def test_sqlite_stores_every_value_exactly_and_once(session_factory):
+    _round_trip(session_factory)
+
+
+@pytest.fixture
+def postgres_factory():
+    with fresh_postgres_database() as url:
+        engine = make_engine(url)
+        Base.metadata.create_all(engine)
+        yield make_sessionmaker(engine)
+        engine.dispose()
+
+
+def test_postgres_stores_every_value_exactly_and_once(postgres_factory):
+    expected = _round_trip(postgres_factory)
+    assert len(expected[0]) == 7 and len(EPOCH_FIELDS) + 2 == len(expected[0][0])
+    assert len(LAYER_FIELDS) + 3 == len(expected[1][0])
+
