@@ -3,7 +3,8 @@
 Layout under `root`:
   datasets/<sha[:2]>/<sha>.npz   content-addressed dataset blobs (written once, never rewritten)
   <kind>/<key>                   other artefacts (e.g. checkpoints), replaced atomically
-  .scratch/<tmp>/                one upload's working files, removed when it ends
+  .scratch/<tmp>/                one upload's working files, removed when it ends (or, if
+                                 its process was killed, by the next upload after a day)
 
 Big blobs never pass through memory: they are written to a file in a scratch folder
 (`stage`), hashed by reading the file back in chunks, and renamed into place (`put_staged`).
@@ -17,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +34,9 @@ _KEY_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}")
 _DATASETS = "datasets"
 _SCRATCH = ".scratch"
 _HASH_CHUNK = 4 * 1024 * 1024
+# A scratch folder untouched this long belongs to an upload whose process died (a request
+# lives at most minutes), so the next upload removes it.
+SCRATCH_STALE_S = 24 * 3600
 
 
 class CorruptBlob(RuntimeError):
@@ -84,6 +90,7 @@ class BlobStore:
         staged blob is renamed into place, not copied); removed with its files on exit."""
         parent = self.root / _SCRATCH
         parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(parent, time.time() - SCRATCH_STALE_S)
         with tempfile.TemporaryDirectory(prefix="upload-", dir=parent) as folder:
             yield Path(folder)
 
@@ -143,6 +150,18 @@ class BlobStore:
     def delete_file(self, kind: str, key: str) -> bool:
         """Remove the artefact; True if it existed."""
         return _unlink(self.file_path(kind, key))
+
+
+def _remove_stale(parent: Path, cutoff: float) -> None:
+    """Remove the scratch folders in `parent` whose folder and files were all last
+    modified before `cutoff`; another process may remove one at the same time."""
+    for folder in parent.iterdir():
+        try:
+            newest = max([folder.stat().st_mtime] + [f.stat().st_mtime for f in folder.iterdir()])
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if newest < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _file_sha256(path: Path) -> str:

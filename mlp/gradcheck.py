@@ -66,7 +66,7 @@ def _central_difference(net, ws, x, t, value, loss, i):
 
 def _setup(spec, X, y, n_classes, samples, state, weights):
     layers = spec["network"]["layers"]
-    X = np.asarray(X, dtype=np.float64)[:samples]
+    X = np.asarray(X[:samples], dtype=np.float64)  # slice first: X may be a big memory map
     net = Network(X.shape[1], [l["activation"] for l in layers], [l["units"] for l in layers],
                   [l.get("alpha", 0.0) for l in layers], np.float64)
     if weights is not None:

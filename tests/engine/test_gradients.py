@@ -182,6 +182,14 @@ def test_gradient_check_uses_given_weights_and_checkpoint(spec_factory):
     assert by_model["max_rel_error"] < 1e-6
 
 
+def test_gradient_check_converts_only_the_rows_it_checks(spec_factory):
+    # 10^10 rows as float64 would be 160 GB: converting X before slicing cannot pass.
+    X = np.broadcast_to(np.array([[1.0, 0.0]], dtype=np.float32), (10**10, 2))
+    y = np.broadcast_to(np.int64(1), (10**10,))
+    result = mlp.gradient_check(spec_factory(), X, y, n_classes=2, samples=4)
+    assert result["samples"] == 4 and result["max_rel_error"] < 1e-6
+
+
 @pytest.mark.parametrize("loss,out_act", [("mse", "tanh"), ("mae", "identity"), ("huber", "elu"),
                                           ("binary_cross_entropy", "sigmoid"), ("cross_entropy", "softmax")])
 @pytest.mark.parametrize("scale", [1.0, 400.0])

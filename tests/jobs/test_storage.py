@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
+from pathlib import Path
 
 import pytest
 
-from jobs.storage import CorruptBlob
+from jobs.storage import SCRATCH_STALE_S, CorruptBlob
 
 
 def sha(data: bytes) -> str:
@@ -138,6 +140,31 @@ def test_scratch_is_removed_when_the_block_fails(store):
         (folder / "rows.raw").write_bytes(b"x")
         raise RuntimeError("parse failed")
     assert os.listdir(store.root / ".scratch") == []
+
+
+def _killed_upload(store, name: str, age_s: float, file_age_s: float | None = None) -> Path:
+    """A scratch folder left by an upload whose process died `age_s` ago."""
+    folder = store.root / ".scratch" / name
+    folder.mkdir(parents=True)
+    then = time.time() - age_s
+    if file_age_s is not None:
+        part = folder / "body.part"
+        part.write_bytes(b"x")
+        os.utime(part, (time.time() - file_age_s,) * 2)
+    os.utime(folder, (then, then))
+    return folder
+
+
+def test_the_next_upload_removes_scratch_left_by_killed_ones(store):
+    day = SCRATCH_STALE_S
+    stale = _killed_upload(store, "upload-stale", day + 60, file_age_s=day + 60)
+    empty = _killed_upload(store, "upload-empty", day + 60)
+    fresh = _killed_upload(store, "upload-fresh", 60)
+    writing = _killed_upload(store, "upload-writing", day + 60, file_age_s=1)  # still streaming
+    with store.scratch() as folder:
+        assert sorted(p.name for p in folder.parent.iterdir()) == \
+            sorted([fresh.name, writing.name, folder.name])
+    assert not stale.exists() and not empty.exists()
 
 
 def test_verify_checks_the_hash_without_reading_into_memory(store):
