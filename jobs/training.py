@@ -173,8 +173,11 @@ def _train(run: Run, shutdown: threading.Event) -> str:
     trainer, settings = run.trainer, run.settings
     started = time.monotonic()
     flags = StopFlags(run.heartbeat, started + run.max_runtime_s - run.used_s, shutdown)
+    # A database server works on another core while training goes on; SQLite's writes
+    # run in this process and gain nothing from a thread (bench/e2e_overhead.py).
     buffer = MetricBuffer(run.factory, run.lease, flush_seconds=settings.metrics_flush_seconds,
-                          flush_rows=settings.metrics_flush_rows)
+                          flush_rows=settings.metrics_flush_rows,
+                          background=not settings.database_url.startswith("sqlite"))
     checkpoints = _Checkpointer(run, buffer, started, settings.checkpoint_interval_s)
     gradchecks = GradcheckRecorder(run.factory, settings, run.lease, trainer, run.lease_lost)
     try:

@@ -153,6 +153,40 @@ def test_a_failed_flush_keeps_its_rows_and_retries_with_backoff(session_factory,
         assert session.get(Job, job_id).epoch == 4
 
 
+def test_a_failed_background_flush_puts_its_rows_back_and_retries(session_factory, job_id):
+    lease = take(session_factory, job_id)
+    now = [0.0]
+    flaky = _Flaky(session_factory, failures=1)
+    buffer = MetricBuffer(flaky, lease, flush_seconds=0, flush_rows=1, clock=lambda: now[0],
+                          background=True)
+    buffer.add(record(1))  # starts a background flush, which fails
+    buffer.settle()        # its rows come back, and the buffer backs off
+    assert buffer.pending == 1 and flaky.failures == 0
+    buffer.add(record(2))  # still backing off: not even tried
+    assert buffer._inflight is None and buffer.pending == 2
+    now[0] = 1.0
+    buffer.add(record(3))  # retried with all three, in the background
+    buffer.settle()
+    assert buffer.pending == 0
+    with session_scope(session_factory) as session:
+        assert session.query(EpochMetric).count() == 3
+        assert session.get(Job, job_id).epoch == 3
+
+
+def test_a_background_flush_that_lost_the_lease_raises_in_the_training_thread(session_factory,
+                                                                              job_id):
+    lease = take(session_factory, job_id, ttl=0.0)
+    take(session_factory, job_id, "w2")
+    buffer = MetricBuffer(session_factory, lease, flush_seconds=60, flush_rows=1,
+                          background=True)
+    buffer.add(record(1))  # the background flush finds the lease gone
+    with pytest.raises(LeaseLost):
+        buffer.settle()
+    assert buffer.pending == 1  # kept, never written
+    with session_scope(session_factory) as session:
+        assert session.query(EpochMetric).count() == 0
+
+
 def test_a_flush_after_the_lease_is_lost_raises(session_factory, job_id):
     lease = take(session_factory, job_id, ttl=0.0)
     take(session_factory, job_id, "w2")

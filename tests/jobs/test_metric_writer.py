@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 from sqlalchemy import select
@@ -61,15 +62,19 @@ def _stored(factory, job_id):
     return [tuple(r) for r in epochs], [tuple(r) for r in layers], progress
 
 
-def _round_trip(factory):
+def _round_trip(factory, background=False):
     job_id = bare_job(factory, "metric-writer")
     with session_scope(factory) as session:
         lease = claim(session, job_id, "w1", ttl_s=60, max_attempts=3)
     records = [record(e) for e in range(1, 8)]
-    buffer = MetricBuffer(factory, lease, flush_seconds=60, flush_rows=4)
+    buffer = MetricBuffer(factory, lease, flush_seconds=60, flush_rows=4, background=background)
     for r in records:
         buffer.add(r)
+    buffer.settle()
     assert buffer.pending == 3  # four were flushed by count
+    if background:  # the first four are committed, with their progress, before any drain
+        stored = _stored(factory, job_id)
+        assert (len(stored[0]), stored[2]) == (4, 4)
     buffer.drain(7, lambda: False)
     expected = record_tuples(job_id, records)
     assert _stored(factory, job_id) == (*expected, 7)
@@ -84,8 +89,9 @@ def _round_trip(factory):
     return expected
 
 
-def test_sqlite_stores_every_value_exactly_and_once(session_factory):
-    _round_trip(session_factory)
+@pytest.mark.parametrize("background", [False, True], ids=["inline", "background"])
+def test_sqlite_stores_every_value_exactly_and_once(session_factory, background):
+    _round_trip(session_factory, background)
 
 
 @pytest.fixture
@@ -97,8 +103,30 @@ def postgres_factory():
         engine.dispose()
 
 
-def test_postgres_stores_every_value_exactly_and_once(postgres_factory):
-    expected = _round_trip(postgres_factory)
+@pytest.mark.parametrize("background", [False, True], ids=["inline", "background"])
+def test_postgres_stores_every_value_exactly_and_once(postgres_factory, background):
+    expected = _round_trip(postgres_factory, background)
     assert len(expected[0]) == 7 and len(EPOCH_FIELDS) + 2 == len(expected[0][0])
     assert len(LAYER_FIELDS) + 3 == len(expected[1][0])
 
+
+
+def test_flush_waits_for_the_background_flush_in_flight(session_factory):
+    """A checkpoint flushes first: it must find every earlier row committed, including those
+    a slow background flush was still writing."""
+    job_id = bare_job(session_factory, "slow-writer")
+    with session_scope(session_factory) as session:
+        lease = claim(session, job_id, "w1", ttl_s=60, max_attempts=3)
+
+    def slow_factory():
+        time.sleep(0.3)
+        return session_factory()
+
+    buffer = MetricBuffer(slow_factory, lease, flush_seconds=60, flush_rows=2, background=True)
+    for epoch in (1, 2, 3):
+        buffer.add(record(epoch))  # the second add starts a 0.3 s background flush
+    assert buffer.pending == 3
+    buffer.flush(3)
+    assert buffer.pending == 0
+    epochs, _, progress = _stored(session_factory, job_id)
+    assert [row[1] for row in epochs] == [1, 2, 3] and progress == 3

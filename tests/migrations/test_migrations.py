@@ -9,7 +9,9 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 
-from jobs.models import Base
+from jobs.db import make_engine, make_sessionmaker, session_scope
+from jobs.models import Base, EpochMetric, Job, LayerMetric
+from tests.jobs.training_fixtures import bare_job
 from tests.integration.services import ROOT, fresh_postgres_database
 
 
@@ -53,3 +55,47 @@ def test_sqlite_upgrade_matches_models(tmp_path):
 def test_postgres_upgrade_matches_models():
     with fresh_postgres_database() as url:
         _round_trip(url)
+
+
+def _metric_rows(factory, job_id: str) -> int:
+    with session_scope(factory) as session:
+        return sum(session.query(model).filter_by(job_id=job_id).count()
+                   for model in (EpochMetric, LayerMetric))
+
+
+def _assert_deleting_a_job_deletes_its_metrics(url: str) -> None:
+    """The metric tables have no foreign key (migration 0002); the trigger on jobs stands
+    in for its ON DELETE CASCADE, and leaves other jobs' rows alone."""
+    engine = make_engine(url)
+    factory = make_sessionmaker(engine)
+    doomed, kept = bare_job(factory, "doomed"), bare_job(factory, "kept")
+    with session_scope(factory) as session:
+        for job_id in (doomed, kept):
+            session.add_all([EpochMetric(job_id=job_id, epoch=e) for e in (1, 2)]
+                            + [LayerMetric(job_id=job_id, epoch=e, layer=1) for e in (1, 2)])
+    with session_scope(factory) as session:
+        session.delete(session.get(Job, doomed))
+    assert (_metric_rows(factory, doomed), _metric_rows(factory, kept)) == (0, 4)
+    engine.dispose()
+
+
+def test_sqlite_job_deletion_deletes_metrics(tmp_path):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    command.upgrade(_config(url), "head")
+    _assert_deleting_a_job_deletes_its_metrics(url)
+
+
+def test_create_all_also_deletes_metrics_with_the_job(tmp_path):
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    engine = create_engine(url)
+    Base.metadata.create_all(engine)
+    Base.metadata.create_all(engine)  # a second create_all must not fail on the trigger
+    engine.dispose()
+    _assert_deleting_a_job_deletes_its_metrics(url)
+
+
+@pytest.mark.integration
+def test_postgres_job_deletion_deletes_metrics():
+    with fresh_postgres_database() as url:
+        command.upgrade(_config(url), "head")
+        _assert_deleting_a_job_deletes_its_metrics(url)
