@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     events_poll_s: float = Field(0.5, gt=0)
     events_keepalive_s: float = Field(15.0, gt=0)
     events_max_s: float = Field(3600.0, gt=0)
+    # Polled reads (one job, its metrics since an epoch) are served again from a
+    # per-process cache while the job row is unchanged, for at most this long
+    # (service/poll_cache.py); 0 turns the cache off.
+    poll_cache_seconds: float = Field(5.0, ge=0, le=60)
 
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> "Settings":

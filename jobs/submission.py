@@ -7,7 +7,7 @@ import json
 import secrets
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Connection, and_, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -102,6 +102,18 @@ def get_job(session: Session, owner_id: str, job_id: str) -> Job:
     if job is None or job.owner_id != owner_id:
         raise NotFound(f"job {job_id} does not exist")
     return job
+
+
+_JOB_VERSION = select(Job.updated_at, Job.status, Job.epoch).where(
+    Job.id == bindparam("job_id"), Job.owner_id == bindparam("owner_id"))
+
+
+def job_version(conn: Session | Connection, owner_id: str, job_id: str) -> tuple | None:
+    """What changes whenever anything shown about the job changes, or None if the user has
+    no such job: every write to a job row sets `updated_at`, and a metric flush writes the
+    job's progress in the same transaction as its rows. Built once: it runs per poll."""
+    row = conn.execute(_JOB_VERSION, {"job_id": job_id, "owner_id": owner_id}).first()
+    return None if row is None else tuple(row)
 
 
 def list_jobs(session: Session, owner_id: str, *, status: str | None = None, limit: int = 50,

@@ -33,9 +33,11 @@ def init_rate_limit(app: Flask) -> Limiter:
         # The sliding-window counter costs O(1) in Redis per request. The moving window kept
         # one list entry per request and read the whole list back for the X-RateLimit
         # headers: O(requests in the window) per request, which dominated the API's cost
-        # under polling load (bench/api_load.py).
+        # under polling load (bench/api_load.py). No X-RateLimit-* headers either: they
+        # cost a second Redis round trip per request (about a third of a cached poll's
+        # time); a refused request still says when to retry (Retry-After).
         key_prefix=_prefix(settings), strategy="sliding-window-counter",
-        headers_enabled=True, swallow_errors=True, in_memory_fallback_enabled=True)
+        headers_enabled=False, swallow_errors=True, in_memory_fallback_enabled=True)
     app.extensions[EXTENSION] = limiter
     app.register_error_handler(RateLimitExceeded, _rate_limited)
     return limiter

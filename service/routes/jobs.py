@@ -7,6 +7,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from jobs import submission
 from jobs.job_views import job_detail, job_to_dict
 from service.auth import current_user_id
+from service.poll_cache import polled
 from service.queue import publish_job
 from service.schemas import IdempotencyHeader, IdPath, JobCreate, JobListQuery
 from service.session import db
@@ -38,9 +39,10 @@ def list_jobs(query: JobListQuery):
 
 @bp.get("/<id>", summary="One job: status, progress, summary")
 def get_job(path: IdPath):
-    session = db()
-    job = submission.get_job(session, current_user_id(), path.id)
-    return job_detail(session, job)
+    def compute():
+        session = db()
+        return job_detail(session, submission.get_job(session, current_user_id(), path.id))
+    return polled(path.id, compute)
 
 
 @bp.post("/<id>/cancel", summary="Cancel a job (409 if it already finished)",

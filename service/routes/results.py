@@ -13,6 +13,7 @@ from jobs.metric_archive import (archive_columns, ensure_archive, load_full_json
 from jobs.metric_reader import metrics_csv, read_metrics
 from jobs.models import FINISHED_STATUSES
 from service.auth import current_user_id
+from service.poll_cache import polled
 from service.schemas import IdPath, MetricsQuery, ModelQuery, PredictBody
 from service.session import db
 
@@ -23,6 +24,10 @@ bp = APIBlueprint("results", __name__, url_prefix="/v1/jobs", abp_tags=[Tag(name
 
 @bp.get("/<id>/metrics", summary="Loss curves and per-layer telemetry, as columns")
 def get_metrics(path: IdPath, query: MetricsQuery):
+    return polled(path.id, lambda: _metrics(path, query))
+
+
+def _metrics(path: IdPath, query: MetricsQuery):
     session = db()
     job = submission.get_job(session, current_user_id(), path.id)
     head = {"job_id": job.id, "status": job.status}

@@ -1,0 +1,135 @@
+"""Polled reads served again while the job row is unchanged, never staler than the database."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event
+
+from jobs.db import session_scope
+from jobs.lease import claim
+from jobs.metric_writer import MetricBuffer
+from jobs.models import Job
+from service.poll_cache import MAX_ENTRY_BYTES, MAX_TOTAL_BYTES, PollCache
+from tests.factories import xor_job
+
+
+@pytest.fixture
+def statements(app):
+    """The SQL statements the app runs, in order."""
+    seen: list[str] = []
+    event.listen(app.extensions["gradtrace_engine"], "before_cursor_execute",
+                 lambda conn, cursor, sql, *args: seen.append(sql))
+    return seen
+
+
+@pytest.fixture
+def job_id(client, alice, xor_dataset) -> str:
+    resp = client.post("/v1/jobs", json=xor_job(xor_dataset, epochs=5), headers=alice)
+    assert resp.status_code == 202
+    return resp.get_json()["id"]
+
+
+POLLS = ["/v1/jobs/{id}", "/v1/jobs/{id}/metrics?since_epoch=0",
+         "/v1/jobs/{id}/metrics?since_epoch=2&max_points=10", "/v1/jobs/{id}/metrics?format=csv"]
+
+
+@pytest.mark.parametrize("path", POLLS)
+def test_a_repeated_poll_reads_only_the_job_version(client, alice, job_id, statements, path):
+    url = path.format(id=job_id)
+    first = client.get(url, headers=alice)
+    assert first.status_code == 200
+    computed = len(statements)
+    statements.clear()
+    again = client.get(url, headers=alice)
+    assert (again.status_code, again.data, again.mimetype) == (200, first.data, first.mimetype)
+    assert len(statements) == 1 and "updated_at" in statements[0]
+    assert computed > 1
+
+
+def test_every_metric_flush_shows_at_once(client, alice, job_id, session_factory):
+    url = f"/v1/jobs/{job_id}/metrics"
+    assert client.get(url, headers=alice).get_json()["epoch"] == []
+    with session_scope(session_factory) as session:
+        lease = claim(session, job_id, "w1", ttl_s=60, max_attempts=3)
+    buffer = MetricBuffer(session_factory, lease, flush_seconds=60, flush_rows=100)
+    for epoch in (1, 2):
+        buffer.add({"epoch": epoch, "train_loss": 0.5, "val_loss": None, "train_accuracy": 0.5,
+                    "val_accuracy": None, "learning_rate": 0.1, "seconds": 0.0,
+                    "layers": [{"layer": 1, "weight_grad_norm": 1.0, "bias_grad_norm": 1.0,
+                                "delta_norm": 1.0, "weight_norm": 1.0, "update_ratio": 0.1}]})
+        buffer.flush()
+        body = client.get(url, headers=alice).get_json()
+        assert body["epoch"] == list(range(1, epoch + 1)) and body["status"] == "running"
+    assert client.get(f"/v1/jobs/{job_id}", headers=alice).get_json()["progress"]["epoch"] == 2
+
+
+def test_a_finished_job_is_seen_finished_with_all_its_metrics(client, alice, job_id, train):
+    polls = [f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}/metrics"]
+    before = [client.get(url, headers=alice).get_json() for url in polls]
+    assert before[0]["status"] == "queued" and before[1]["epoch"] == []
+    assert train(job_id) == "succeeded"
+    job, metrics = (client.get(url, headers=alice).get_json() for url in polls)
+    assert job["status"] == "succeeded" and job["progress"]["epoch"] == 5
+    assert metrics["status"] == "succeeded" and metrics["epoch"] == [1, 2, 3, 4, 5]
+
+
+def test_a_cancel_shows_in_the_next_poll(client, alice, job_id):
+    assert client.get(f"/v1/jobs/{job_id}", headers=alice).get_json()["cancel_requested"] is False
+    assert client.post(f"/v1/jobs/{job_id}/cancel", headers=alice).status_code == 202
+    polled = client.get(f"/v1/jobs/{job_id}", headers=alice).get_json()
+    assert polled["status"] == "cancelled"
+
+
+def test_a_cached_answer_is_never_served_to_another_user(client, alice, auth, job_id):
+    for _ in range(2):
+        assert client.get(f"/v1/jobs/{job_id}", headers=alice).status_code == 200
+    bob = auth("bob")
+    for url in (f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}/metrics"):
+        resp = client.get(url, headers=bob)
+        assert resp.status_code == 404 and job_id not in resp.get_data(as_text=True).replace(
+            f"job {job_id} does not exist", "")
+
+
+def test_a_write_by_the_same_user_drops_their_entries(client, alice, job_id, app,
+                                                      session_factory):
+    """A change outside the job row (here a dataset id set to null, as deleting the dataset
+    does) is not in the version: the user's own write through this process drops the entry."""
+    assert client.get(f"/v1/jobs/{job_id}", headers=alice).get_json()["dataset_id"] is not None
+    with session_scope(session_factory) as session:
+        job = session.get(Job, job_id)
+        version = (job.updated_at, job.status, job.epoch)
+    with session_scope(session_factory) as session:
+        session.connection().exec_driver_sql(
+            "UPDATE jobs SET dataset_id = NULL WHERE id = ?", (job_id,))  # updated_at kept
+    stale = client.get(f"/v1/jobs/{job_id}", headers=alice).get_json()
+    assert stale["dataset_id"] is not None  # served from the cache: the version is unchanged
+    with session_scope(session_factory) as session:
+        job = session.get(Job, job_id)
+        assert (job.updated_at, job.status, job.epoch) == version
+    resp = client.post("/v1/datasets", json={"name": "other", "builtin": "xor"}, headers=alice)
+    assert resp.status_code == 201
+    assert client.get(f"/v1/jobs/{job_id}", headers=alice).get_json()["dataset_id"] is None
+
+
+def test_entries_expire_and_stay_within_their_bounds():
+    now = [0.0]
+    cache = PollCache(max_age=5.0, clock=lambda: now[0])
+    cache.put(("u", "/a"), ("v1",), b"body", "application/json")
+    assert cache.get(("u", "/a"), ("v1",)) == (b"body", "application/json")
+    assert cache.get(("u", "/a"), ("v2",)) is None   # the job changed
+    assert cache.get(("w", "/a"), ("v1",)) is None   # another user
+    now[0] = 5.0
+    assert cache.get(("u", "/a"), ("v1",)) is None   # too old
+    cache.put(("u", "/big"), ("v1",), b"x" * (MAX_ENTRY_BYTES + 1), "text/csv")
+    assert cache.get(("u", "/big"), ("v1",)) is None and cache.size_bytes == 4
+    chunk = b"x" * MAX_ENTRY_BYTES
+    for i in range(MAX_TOTAL_BYTES // MAX_ENTRY_BYTES + 3):
+        cache.put(("u", f"/{i}"), ("v1",), chunk, "text/csv")
+        assert cache.size_bytes <= MAX_TOTAL_BYTES
+    cache.drop_user("u")
+    assert cache.size_bytes == 0
+
+
+def test_a_zero_max_age_turns_the_cache_off(settings, session_factory):
+    from service import create_app
+    app = create_app(settings.model_copy(update={"poll_cache_seconds": 0.0}))
+    assert app.extensions["gradtrace_poll_cache"] is None
