@@ -76,8 +76,9 @@ class Settings(BaseSettings):
     visibility_timeout_s: float = Field(600.0, gt=0)
 
     # Hardening (issue 6). The rate limit is per authenticated user (per address before
-    # authentication), in Flask-Limiter's notation; its store must be shared by all API
-    # processes, so it defaults to the Redis broker and is memory:// only otherwise.
+    # authentication), in the `limits` notation ("3000 per minute"); its store must be
+    # shared by all API processes, so it defaults to the Redis broker and is memory://
+    # only otherwise.
     rate_limit: str = "3000 per minute"
     auth_failure_rate_limit: str = "60 per minute"
     rate_limit_storage_uri: str = ""

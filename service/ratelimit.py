@@ -1,51 +1,80 @@
-"""Per-user request rate on /v1 (Flask-Limiter), and a per-address cap on failed logins.
+"""Per-user request rate on /v1, and a per-address cap on failed logins.
 
-The counters live in `rate_limit_storage_uri`: Redis whenever the broker is Redis, so
-every API process shares them (an in-memory store would give each process its own
-budget); memory:// only in the embedded single-process mode. Imports Flask, flask_limiter,
-`jobs` and `service` modules only.
+Counted with the `limits` library's sliding-window counter: one Redis round trip per
+request, O(1) whatever the rate. The counters live in `rate_limit_storage_uri`: Redis
+whenever the broker is Redis, so every API process shares them (an in-memory store would
+give each process its own budget); memory:// only in the embedded single-process mode.
+If the shared store fails, this process counts in memory until it answers again: a broken
+counter store must neither lock everyone out nor lift the limit.
+
+This is a thin before-request hook rather than Flask-Limiter, whose general machinery
+(per-route limits, exemption scopes, header injection) cost about 1 ms per request, more
+than the Redis call itself (bench/poll_cost.py). No X-RateLimit-* headers (a second
+round trip per request); a refused request says when to retry (Retry-After).
+
+Imports Flask, limits, `jobs` and `service` modules only.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 
 from flask import Flask, current_app, g, request
-from flask_limiter import Limiter
-from flask_limiter.errors import RateLimitExceeded
-from limits import parse
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage, storage_from_string
+from limits.strategies import SlidingWindowCounterRateLimiter
 
 from service.errors import error_response
 
+log = logging.getLogger(__name__)
 EXTENSION = "gradtrace_limiter"
 FAILED_AUTH_KEY = "failed-auth"
 
 
-def init_rate_limit(app: Flask) -> Limiter:
+class RateLimits:
+    """The two limits of the settings, counted in the shared store (or, while it fails,
+    in this process's memory)."""
+
+    def __init__(self, settings):
+        # Parsed here so that a malformed setting fails at start-up, not on a request.
+        self.per_user = parse(settings.rate_limit)
+        self.failed_auth = parse(settings.auth_failure_rate_limit)
+        # Several deployments (and test runs) may share one Redis: prefix by queue name.
+        self.prefix = f"gradtrace:{settings.queue}"
+        self._shared = SlidingWindowCounterRateLimiter(
+            storage_from_string(settings.rate_limit_storage_uri))
+        self._local = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self._failing = False  # logged when the store fails and when it answers again
+
+    def hit(self, item: RateLimitItem, *key: str) -> tuple[bool, int]:
+        """Count one request; return (allowed, seconds until the window lets one through)."""
+        try:
+            counted = self._count(self._shared, item, key)
+        except Exception as exc:  # noqa: BLE001 - any store failure: count locally instead
+            if not self._failing:
+                log.warning("rate-limit store failed (%s); counting in this process",
+                            exc.__class__.__name__)
+            self._failing = True
+            return self._count(self._local, item, key)
+        if self._failing:
+            log.warning("rate-limit store answers again")
+            self._failing = False
+        return counted
+
+    def _count(self, limiter, item, key) -> tuple[bool, int]:
+        if limiter.hit(item, self.prefix, *key):
+            return True, 0
+        reset = limiter.get_window_stats(item, self.prefix, *key).reset_time
+        return False, max(1, math.ceil(reset - time.time()))
+
+
+def init_rate_limit(app: Flask) -> RateLimits:
     """Register the limiter; call after the authentication hook so `g.user` is known."""
-    settings = app.config["GRADTRACE"]
-    for setting in ("rate_limit", "auth_failure_rate_limit"):
-        parse(getattr(settings, setting))  # fail at start-up, not on the first request
-    limiter = Limiter(
-        # One budget per user across all routes (application limits), not one per route.
-        key_func=rate_key, app=app, application_limits=[settings.rate_limit],
-        application_limits_exempt_when=_exempt, storage_uri=settings.rate_limit_storage_uri,
-        # The sliding-window counter costs O(1) in Redis per request. The moving window kept
-        # one list entry per request and read the whole list back for the X-RateLimit
-        # headers: O(requests in the window) per request, which dominated the API's cost
-        # under polling load (bench/api_load.py). No X-RateLimit-* headers either: they
-        # cost a second Redis round trip per request (about a third of a cached poll's
-        # time); a refused request still says when to retry (Retry-After).
-        key_prefix=_prefix(settings), strategy="sliding-window-counter",
-        headers_enabled=False, swallow_errors=True, in_memory_fallback_enabled=True)
-    app.extensions[EXTENSION] = limiter
-    app.register_error_handler(RateLimitExceeded, _rate_limited)
-    return limiter
-
-
-def _prefix(settings) -> str:
-    # Several deployments (and test runs) may share one Redis: prefix by queue name.
-    return f"gradtrace:{settings.queue}"
+    limits = RateLimits(app.config["GRADTRACE"])
+    app.extensions[EXTENSION] = limits
+    app.before_request(_charge_request)
+    return limits
 
 
 def rate_key() -> str:
@@ -54,17 +83,16 @@ def rate_key() -> str:
     return f"user:{user.id}" if user is not None else f"addr:{request.remote_addr}"
 
 
-def _exempt() -> bool:
+def _charge_request():
     # Health checks, the OpenAPI document and the dashboard's static files are not metered.
-    return not request.path.startswith("/v1/") or request.method == "OPTIONS"
-
-
-def _rate_limited(exc: RateLimitExceeded):
-    settings = current_app.config["GRADTRACE"]
-    limiter: Limiter = current_app.extensions[EXTENSION]
-    current = limiter.current_limit
-    retry = max(1, math.ceil(current.reset_at - time.time())) if current else 1
-    message = f"too many requests; the limit rate_limit is {settings.rate_limit}"
+    if not request.path.startswith("/v1/") or request.method == "OPTIONS":
+        return None
+    limits: RateLimits = current_app.extensions[EXTENSION]
+    allowed, retry = limits.hit(limits.per_user, rate_key())
+    if allowed:
+        return None
+    setting = current_app.config["GRADTRACE"].rate_limit
+    message = f"too many requests; the limit rate_limit is {setting}"
     return error_response(429, "rate_limited", message, [("rate_limit", message)],
                           {"Retry-After": str(retry)})
 
@@ -76,19 +104,13 @@ def charge_failed_auth():
     Guessing tokens is hopeless (256 random bits), but the refusals still cost a
     database look-up each, so they are capped too.
     """
-    settings = current_app.config["GRADTRACE"]
-    limiter: Limiter = current_app.extensions[EXTENSION]
-    item = parse(settings.auth_failure_rate_limit)
-    key = (_prefix(settings), FAILED_AUTH_KEY, request.remote_addr or "unknown")
-    try:
-        allowed = limiter.limiter.hit(item, *key)
-        reset_at = limiter.limiter.get_window_stats(item, *key).reset_time
-    except Exception:  # noqa: BLE001 - a broken counter store must not lock everyone out
-        return None
+    limits: RateLimits = current_app.extensions[EXTENSION]
+    allowed, retry = limits.hit(limits.failed_auth, FAILED_AUTH_KEY,
+                                request.remote_addr or "unknown")
     if allowed:
         return None
+    setting = current_app.config["GRADTRACE"].auth_failure_rate_limit
     message = (f"too many failed authentications from this address; the limit "
-               f"auth_failure_rate_limit is {settings.auth_failure_rate_limit}")
-    retry = max(1, math.ceil(reset_at - time.time()))
+               f"auth_failure_rate_limit is {setting}")
     return error_response(429, "rate_limited", message,
                           [("auth_failure_rate_limit", message)], {"Retry-After": str(retry)})

@@ -1,4 +1,4 @@
-"""Per-user request rate (Flask-Limiter) and the per-address cap on failed authentications."""
+"""Per-user request rate and the per-address cap on failed authentications."""
 import pytest
 
 from jobs.db import make_engine, make_sessionmaker
@@ -62,6 +62,18 @@ def test_storage_defaults_to_the_redis_broker_and_memory_only_when_embedded():
         "memory://"
     explicit = Settings.from_env(broker_url="redis://h/2", rate_limit_storage_uri="redis://o/5")
     assert explicit.rate_limit_storage_uri == "redis://o/5"
+
+
+def test_a_failing_store_neither_locks_users_out_nor_lifts_the_limit(tmp_path, caplog):
+    """Redis refusing connections: each process counts in its own memory meanwhile."""
+    app, factory, settings = make_app(tmp_path, rate_limit="3 per minute",
+                                      rate_limit_storage_uri="redis://127.0.0.1:1/0")
+    client = app.test_client()
+    alice = bearer(make_token(factory, settings.token_pepper, "alice"))
+    assert [client.get("/v1/jobs", headers=alice).status_code for _ in range(3)] == [200] * 3
+    assert_rate_limited(client.get("/v1/jobs", headers=alice), "rate_limit", "3 per minute")
+    failures = [r for r in caplog.records if "rate-limit store failed" in r.getMessage()]
+    assert len(failures) == 1  # said once, not per request
 
 
 def test_a_malformed_rate_limit_setting_fails_at_start(tmp_path):
