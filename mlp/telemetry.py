@@ -3,6 +3,8 @@
 Sums over the epoch's steps live in small float64 arrays (checkpointed mid-epoch), so
 a record is the sums divided by the step count. Definitions are in docs/engine.md.
 """
+import math
+
 import numpy as np
 
 from .activations import RELU_FAMILY
@@ -106,15 +108,19 @@ class EpochTelemetry:
     def layer_records(self, weight_sq):
         """Build LayerRecords from the sums; ``weight_sq`` holds ‖Wˡ‖², ‖bˡ‖² at epoch end."""
         L = len(self.acts)
-        # Few numpy calls in all, whatever the depth: records are built every epoch.
-        sums = (self.acc[:4 * L] / max(self.steps, 1)).tolist()
-        wn = np.sqrt(weight_sq[0::2].astype(np.float64)).tolist()
-        dead = iter((self.peak_flat <= 0).reshape(1, -1).dot(self._peak_owner).tolist()[0]) if self.peak_flat.size else None
+        # Records are built every epoch, and a tiny network's epoch is a few dozen µs: one
+        # tolist per array, then plain Python. Python's float division and math.sqrt round
+        # exactly as numpy's float64 ones, so the values are those of the array version.
+        acc, steps = self.acc.tolist(), max(self.steps, 1)
+        sums = [v / steps for v in acc[:4 * L]]
+        saturated = acc[4 * L:]
+        wn = [math.sqrt(v) for v in weight_sq[0::2].tolist()]
+        dead = iter((self.peak_flat <= 0).dot(self._peak_owner).tolist()) if self.peak_flat.size else None
         seen = max(self.activations_seen, 1)
         records = []
         for l, act in enumerate(self.acts):
             d = next(dead) / self.peak[l].size if self.peak[l] is not None else None
-            sat = float(self.saturated[l]) / seen if act in SATURATION else None
+            sat = saturated[l] / seen if act in SATURATION else None
             records.append(LayerRecord(l + 1, sums[2 * l], sums[2 * l + 1], sums[2 * L + l], wn[l],
                                        sums[3 * L + l], d, sat))
         return records
