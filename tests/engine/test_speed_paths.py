@@ -107,3 +107,31 @@ def test_relu_zeros_are_full_shape_only_for_small_arrays():
     assert _zeros_for(np.ones((4, 16), np.float32)).shape == (4, 16)
     assert _zeros_for(np.ones((256, 1024), np.float32)).shape == (1024,)
     assert not _zeros_for(np.ones((4, 16))).flags.writeable
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("centre,width", [(0.5, 0.49), (0.0, 0.99)])
+def test_saturation_bounds_count_exactly_what_the_expression_counts(dtype, centre, width):
+    from mlp.telemetry import count_saturated, saturation_bounds
+    lo, hi = saturation_bounds(centre, width, dtype)
+    edges = []
+    for b in (lo, hi):  # every value within 40 ulps of each bound
+        v = np.array([b], dtype)
+        for direction in (np.inf, -np.inf):
+            w = v.copy()
+            for _ in range(40):
+                w = np.nextafter(w, dtype(direction))
+                edges.append(w)
+    a = np.concatenate([np.random.default_rng(0).uniform(-1.1, 1.1, 5000).astype(dtype), *edges,
+                        np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, centre], dtype)])
+    np.testing.assert_array_equal((a <= lo) | (a >= hi), np.abs(a - centre) > width)
+    for part in (a[:20], a[20:5000]):  # the Python and the numpy counting paths
+        assert count_saturated(part, lo, hi) == np.count_nonzero(np.abs(part - centre) > width)
+
+
+def test_small_batch_count_correct_matches_numpy():
+    from mlp.model import count_correct
+    rng = np.random.default_rng(0)
+    out, labels = rng.random((20, 1)).astype(np.float32), rng.integers(0, 2, 20)
+    out[:3, 0] = [0.5, np.nan, np.nextafter(np.float32(0.5), np.float32(1))]
+    assert count_correct(out, labels) == np.count_nonzero((out[:, 0] > 0.5) == labels)
