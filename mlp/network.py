@@ -104,7 +104,7 @@ def forward(net, ws, x):
 
     Products use ``np.dot``, not ``np.matmul``: both hand 2-D operands to the same BLAS
     gemm/gemv call (bit-identical; tests/engine/test_speed_paths.py checks), and ``dot``
-    costs about 1 µs less per call, a sixth of a tiny network's step.
+    costs about 1 µs less per call (eleven calls per step for three layers).
     """
     a = x
     dot = np.dot
