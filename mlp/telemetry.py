@@ -3,12 +3,48 @@
 Sums over the epoch's steps live in small float64 arrays (checkpointed mid-epoch), so
 a record is the sums divided by the step count. Definitions are in docs/engine.md.
 """
+import math
+
 import numpy as np
 
 from .activations import RELU_FAMILY
 from .records import EpochRecord, LayerRecord
 
 SATURATION = {"sigmoid": (0.5, 0.49), "tanh": (0.0, 0.99)}  # centre, |a - centre| beyond this
+# Up to this many activations, saturated units are counted in Python: cheaper than numpy calls.
+SMALL_COUNT = 32
+
+
+def saturation_bounds(centre, width, dtype):
+    """Return (lo, hi) such that, for any value v of ``dtype``, numpy's
+    ``abs(v - centre) > width`` (rounded in ``dtype``) holds exactly when v <= lo or v >= hi.
+
+    v − centre rounds monotonically in v, so each side's saturated values form one
+    interval; each edge is found by stepping one ulp at a time from centre ± width with
+    the very expression it replaces, so the counts are exactly the same.
+    """
+    dtype = np.dtype(dtype).type
+
+    def saturated(v):
+        return bool(np.abs(np.array([v], dtype) - centre)[0] > width)
+
+    def edge(start, outward):
+        v = dtype(start)
+        inward = -outward
+        while not saturated(v):
+            v = np.nextafter(v, dtype(outward))
+        while saturated(np.nextafter(v, dtype(inward))):
+            v = np.nextafter(v, dtype(inward))
+        return float(v)
+
+    return edge(centre - width, -np.inf), edge(centre + width, np.inf)
+
+
+def count_saturated(a, lo, hi):
+    """Count the entries of ``a`` that are <= lo or >= hi (NaN is neither)."""
+    if a.size <= SMALL_COUNT:
+        return sum(v <= lo or v >= hi for v in a.ravel().tolist())
+    return np.count_nonzero(a <= lo) + np.count_nonzero(a >= hi)
 
 
 def segment_sq_norms(flat, starts, out, scratch=None):
@@ -34,6 +70,9 @@ class EpochTelemetry:
     def __init__(self, net):
         L = net.depth
         self.acts = net.activations
+        # Per layer: the (lo, hi) saturation bounds of sigmoid and tanh layers, else None.
+        self._sat_bounds = [saturation_bounds(*SATURATION[a], net.dtype) if a in SATURATION else None
+                            for a in net.activations]
         # One step's squared sums, [updates W¹,b¹,.. | weights W¹,b¹,.. | grads W¹,b¹,.. | δ¹.. | ratio¹..],
         # filled by the trainer. Weights, grads and δ are contiguous so that a small network
         # fills them with one reduction, and the last three blocks so that one call adds a
@@ -81,15 +120,14 @@ class EpochTelemetry:
 
     def add_activations(self, ws):
         """Track dead (relu family: max over the epoch ≤ 0) and saturated units for this batch."""
-        maximum, acts = np.maximum, self.acts
-        for l, peak in enumerate(self.peak):
+        maximum = np.maximum
+        for l, (peak, bounds) in enumerate(zip(self.peak, self._sat_bounds)):
             a = ws.a[l]
             if peak is not None:
                 # ufunc.reduce directly: ndarray.max goes through a Python wrapper.
                 maximum(peak, maximum.reduce(a, axis=0), out=peak)
-            elif acts[l] in SATURATION:
-                centre, width = SATURATION[acts[l]]
-                self.saturated[l] += np.count_nonzero(np.abs(a - centre) > width) / a.shape[1]
+            elif bounds is not None:
+                self.saturated[l] += count_saturated(a, *bounds) / a.shape[1]
         self.activations_seen += ws.m
 
     def arrays(self):
@@ -106,15 +144,19 @@ class EpochTelemetry:
     def layer_records(self, weight_sq):
         """Build LayerRecords from the sums; ``weight_sq`` holds ‖Wˡ‖², ‖bˡ‖² at epoch end."""
         L = len(self.acts)
-        # Few numpy calls in all, whatever the depth: records are built every epoch.
-        sums = (self.acc[:4 * L] / max(self.steps, 1)).tolist()
-        wn = np.sqrt(weight_sq[0::2].astype(np.float64)).tolist()
-        dead = iter((self.peak_flat <= 0).reshape(1, -1).dot(self._peak_owner).tolist()[0]) if self.peak_flat.size else None
+        # Records are built every epoch, and a tiny network's epoch is a few dozen µs: one
+        # tolist per array, then plain Python. Python's float division and math.sqrt round
+        # exactly as numpy's float64 ones, so the values are those of the array version.
+        acc, steps = self.acc.tolist(), max(self.steps, 1)
+        sums = [v / steps for v in acc[:4 * L]]
+        saturated = acc[4 * L:]
+        wn = [math.sqrt(v) for v in weight_sq[0::2].tolist()]
+        dead = iter((self.peak_flat <= 0).dot(self._peak_owner).tolist()) if self.peak_flat.size else None
         seen = max(self.activations_seen, 1)
         records = []
         for l, act in enumerate(self.acts):
             d = next(dead) / self.peak[l].size if self.peak[l] is not None else None
-            sat = float(self.saturated[l]) / seen if act in SATURATION else None
+            sat = saturated[l] / seen if act in SATURATION else None
             records.append(LayerRecord(l + 1, sums[2 * l], sums[2 * l + 1], sums[2 * L + l], wn[l],
                                        sums[3 * L + l], d, sat))
         return records

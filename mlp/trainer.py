@@ -64,12 +64,14 @@ class Trainer:
     def _allocate(self):
         """Allocate the buffers reused by every step: gradients, shuffled data, scratch."""
         net = self.net
-        self.grads = np.zeros(net.n_params, self.dtype)
+        self._workspaces, self._scales, self._sides = {}, {}, {}
+        self._scratch = np.empty(net.n_params, self.dtype) if net.n_params <= SMALL_ARRAY else None
+        self._joint = self._allocate_joint()
+        if self._joint is None:
+            self.grads = np.zeros(net.n_params, self.dtype)
         self.gW, self.gb = net.views(self.grads)
         self.telemetry = EpochTelemetry(net)
-        self._workspaces, self._scales, self._sides = {}, {}, {}
         self._wsq = np.zeros(2 * net.depth, self.dtype)
-        self._scratch = np.empty(net.n_params, self.dtype) if net.n_params <= SMALL_ARRAY else None
         # A big X is gathered per minibatch into one reused buffer (data_split.BatchRows).
         batches = self.X.batches(self.spec["training"]["batch_size"]) if isinstance(self.X, BatchRows) else None
         if self.spec["training"]["shuffle"]:
@@ -79,6 +81,22 @@ class Trainer:
             self._Xp, self._Tp, self._Lp = self.X if batches is None else batches, self.T, self.labels
         es = self.spec["training"]["early_stopping"]
         self._best_params = np.empty_like(net.params) if es and es["restore_best"] else None
+
+    def _allocate_joint(self):
+        """For a small network, place weights, gradients and the full batch's δ side by side
+        in one buffer, so that a step's squared norms need no copy; return
+        (buffer, scratch of its size, segment starts, the batch's Workspace) or None.
+        """
+        m = min(self.spec["training"]["batch_size"], len(self.X))
+        n, d = self.net.n_params, m * sum(self.net.sizes[1:])
+        if self._scratch is None or d > SMALL_ARRAY:
+            return None
+        joint = np.zeros(2 * n + d, self.dtype)
+        self.net.place(joint[:n])
+        self.grads = joint[n:2 * n]
+        ws = self._workspaces[m] = Workspace(self.net, m, delta_flat=joint[2 * n:])
+        starts = np.concatenate([self.net.segments, n + self.net.segments, 2 * n + ws.delta_segments])
+        return joint, np.empty_like(joint), starts, ws
 
     def _reset_progress(self):
         """Set the progress a checkpoint records (trainer_state.SCALARS) to a fresh start."""
@@ -213,10 +231,14 @@ class Trainer:
             segment_sq_norms(ws.delta_flat, ws.delta_segments, tel.d_sq, ws.scratch)
             segment_sq_norms(net.params, net.segments, tel.w_sq, self._scratch)
             return segment_sq_norms(self.grads, net.segments, tel.g_sq, self._scratch)
-        side, starts = self._side_by_side(ws)
-        np.concatenate((net.params, self.grads, ws.delta_flat), out=side)
-        np.multiply(side, side, out=side)
-        np.add.reduceat(side, starts, out=tel.sq[2 * net.depth:7 * net.depth])
+        if self._joint is not None and self._joint[3] is ws:
+            side, squares, starts, _ = self._joint  # already side by side
+        else:
+            squares, starts = self._side_by_side(ws)
+            np.concatenate((net.params, self.grads, ws.delta_flat), out=squares)
+            side = squares
+        np.multiply(side, side, out=squares)
+        np.add.reduceat(squares, starts, out=tel.sq[2 * net.depth:7 * net.depth])
         return tel.g_sq
 
     def _side_by_side(self, ws):

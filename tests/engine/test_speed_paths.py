@@ -80,3 +80,58 @@ def test_float32_adam_stays_float32_and_tracks_float64():
         assert trainer.optimizer.m.dtype == trainer.net.params.dtype == np.dtype(dtype)
         runs[dtype] = trainer.net.params.astype(np.float64)
     np.testing.assert_allclose(runs["float32"], runs["float64"], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dot_gives_matmuls_bits_on_the_passes_shapes(dtype):
+    # forward/backward use np.dot for its lower call cost; it must hand BLAS the same call.
+    rng = np.random.default_rng(0)
+    for m, k, p in [(1, 3, 4), (4, 2, 16), (4, 16, 1), (26, 12, 6), (64, 64, 128), (64, 128, 10), (256, 784, 64)]:
+        x, W, d = (rng.normal(size=s).astype(dtype) for s in ((m, k), (k, p), (m, p)))
+        for a, b in [(x, W), (x.T, d), (np.ones(m, dtype), d), (d, W.T)]:
+            assert np.array_equal(np.dot(a, b), np.matmul(a, b))
+
+
+def test_joint_buffer_norms_equal_the_copying_path():
+    spec, X, y = small_classifier("float32", {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9})
+    joint, copying = mlp.Trainer(spec, X, y, n_classes=2), mlp.Trainer(spec, X, y, n_classes=2)
+    copying._joint = None  # every batch size through the concatenating path
+    assert joint._joint is not None and joint.net.params.base is joint._joint[0]
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
+    assert strip(fit_records(joint)) == strip(fit_records(copying))
+    np.testing.assert_array_equal(joint.net.params, copying.net.params)
+
+
+def test_relu_zeros_are_full_shape_only_for_small_arrays():
+    from mlp.activations import _zeros_for
+    assert _zeros_for(np.ones((4, 16), np.float32)).shape == (4, 16)
+    assert _zeros_for(np.ones((256, 1024), np.float32)).shape == (1024,)
+    assert not _zeros_for(np.ones((4, 16))).flags.writeable
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("centre,width", [(0.5, 0.49), (0.0, 0.99)])
+def test_saturation_bounds_count_exactly_what_the_expression_counts(dtype, centre, width):
+    from mlp.telemetry import count_saturated, saturation_bounds
+    lo, hi = saturation_bounds(centre, width, dtype)
+    edges = []
+    for b in (lo, hi):  # every value within 40 ulps of each bound
+        v = np.array([b], dtype)
+        for direction in (np.inf, -np.inf):
+            w = v.copy()
+            for _ in range(40):
+                w = np.nextafter(w, dtype(direction))
+                edges.append(w)
+    a = np.concatenate([np.random.default_rng(0).uniform(-1.1, 1.1, 5000).astype(dtype), *edges,
+                        np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, centre], dtype)])
+    np.testing.assert_array_equal((a <= lo) | (a >= hi), np.abs(a - centre) > width)
+    for part in (a[:20], a[20:5000]):  # the Python and the numpy counting paths
+        assert count_saturated(part, lo, hi) == np.count_nonzero(np.abs(part - centre) > width)
+
+
+def test_small_batch_count_correct_matches_numpy():
+    from mlp.model import count_correct
+    rng = np.random.default_rng(0)
+    out, labels = rng.random((20, 1)).astype(np.float32), rng.integers(0, 2, 20)
+    out[:3, 0] = [0.5, np.nan, np.nextafter(np.float32(0.5), np.float32(1))]
+    assert count_correct(out, labels) == np.count_nonzero((out[:, 0] > 0.5) == labels)
