@@ -16,6 +16,7 @@ EMBEDDED_POLLING_S = 0.2
 def celery_config(settings: Settings) -> dict:
     """Plain data for `Celery.conf.update`; this module does not import Celery."""
     vt = settings.visibility_timeout_s
+    restore_s = max(1, min(10, int(vt / 10)))
     transport: dict = {
         # Redis redelivers an unacknowledged message after this long, even while its
         # task still runs. Training jobs outlive any sane value, so the lease on the job
@@ -25,8 +26,13 @@ def celery_config(settings: Settings) -> dict:
         "visibility_timeout": vt,
         # How often a worker scans for such messages: every interval x throttle seconds
         # (kombu's default is 10 x 10 s). One ZRANGE per scan, so a tenth of the timeout.
-        "unacked_restore_interval": max(1, min(10, int(vt / 10))),
+        "unacked_restore_interval": restore_s,
         "unacked_restore_throttle": 1,
+        # A scan holds a Redis lock for milliseconds, but a worker SIGKILLed while holding
+        # it would stop every worker's scans until the lock expires: 300 s by default,
+        # longer than the 1 s visibility timeout of the fault suite's scenario 2. Three
+        # scan intervals bound that stall.
+        "unacked_mutex_expire": 3 * restore_s,
     }
     if settings.embedded_broker:
         # kombu's SQL transport hands every transport option to create_engine, so its

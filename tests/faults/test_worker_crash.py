@@ -60,7 +60,9 @@ def test_a_job_longer_than_the_visibility_timeout_trains_once(make_stack):
     stack.start_worker()
     stack.start_worker()
     with stack.client() as client:
-        job_id = submit(client, create_dataset(client), epochs=800)
+        # About 13 s of training (6 s at 800 epochs was once too short for a redelivery
+        # in CI): several restore scans of both workers fall inside it.
+        job_id = submit(client, create_dataset(client), epochs=1600)
         stack.wait([job_id], timeout=180)
     logs = [w.log_path.read_text() for w in stack.workers.values()]
     received = sum(len(re.findall(r"Task gradtrace\.run_job\[[^\]]+\] received", log))

@@ -58,4 +58,6 @@ def test_visibility_timeout_reaches_every_place_kombu_reads_it(settings):
     assert conf["broker_transport_options"]["visibility_timeout"] == 30
     assert conf["result_backend_transport_options"]["visibility_timeout"] == 30
     assert conf["broker_transport_options"]["unacked_restore_interval"] == 3
+    # A SIGKILLed worker's scan lock stalls every scan for 9 s, not kombu's 300 s.
+    assert conf["broker_transport_options"]["unacked_mutex_expire"] == 9
     assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
