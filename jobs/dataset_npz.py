@@ -62,12 +62,28 @@ def _npz_members(zf: zipfile.ZipFile, max_cells: int) -> dict[str, tuple]:
     headers = {}
     for key in ("X", "y"):
         info = names[f"{key}.npy"]
+        _check_member_format(key, info)
         if info.file_size > budget:
             raise LimitExceeded("max_dataset_cells", max_cells, f"array {key!r} would "
                                 f"decompress to {info.file_size} bytes; at most {budget} "
                                 f"are allowed", kind="size", field="file")
         headers[key] = _npy_header(zf, info)
     return headers
+
+
+# What numpy.savez (stored) and numpy.savez_compressed (deflated) write. Anything else
+# would fail deep inside zipfile (an unknown method, or a password prompt), so it is
+# refused by name here, before any member is opened.
+_NPZ_COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
+
+
+def _check_member_format(key: str, info: zipfile.ZipInfo) -> None:
+    if info.flag_bits & 0x1:
+        raise invalid("file", f"array {key!r} is encrypted; upload an unencrypted .npz")
+    if info.compress_type not in _NPZ_COMPRESSION:
+        raise invalid("file", f"array {key!r} uses zip compression method "
+                      f"{info.compress_type}; only stored or deflated members (what "
+                      f"numpy.savez and numpy.savez_compressed write) are read")
 
 
 def _check_npz_shapes(headers: dict[str, tuple], max_cells: int) -> None:
@@ -173,8 +189,7 @@ def parse_npz(stream: BinaryIO, task: str | None = None, *, max_cells: int,
             with zf.open("y.npy") as f:
                 y = np.lib.format.read_array(f, allow_pickle=False)
             sink = _read_features(zf, sink_for)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
-            NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
         if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
             raise invalid("file", _PICKLE_REFUSED) from None
         raise invalid("file", f"unreadable .npz: {exc}") from None

@@ -384,6 +384,33 @@ def test_npz_with_compression_is_accepted():
     assert ds.parse_npz(buf, max_cells=BIG).task == "regression"
 
 
+def _npz_with_y_member(*, compression=zipfile.ZIP_STORED, encrypted=False) -> io.BytesIO:
+    """An .npz whose y.npy member uses ``compression``, or carries the encryption flag
+    (set by hand in both of its headers: zipfile never writes it)."""
+    whole = npz(X=np.ones((4, 2)), y=np.arange(4.0)).getvalue()
+    with zipfile.ZipFile(io.BytesIO(whole)) as zf:
+        x, y = zf.read("X.npy"), zf.read("y.npy")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("X.npy", x)
+        zf.writestr("y.npy", y, compress_type=compression)
+        local = zf.getinfo("y.npy").header_offset
+    data = bytearray(buf.getvalue())
+    if encrypted:
+        central = data.rindex(b"PK\x01\x02", 0, data.rindex(b"y.npy"))
+        data[local + 6] |= 0x1     # local file header: general purpose flags
+        data[central + 8] |= 0x1   # central directory entry: the same flags
+    return io.BytesIO(bytes(data))
+
+
+def test_npz_members_numpy_does_not_write_are_refused_by_name():
+    raises_invalid(ds.parse_npz, _npz_with_y_member(compression=zipfile.ZIP_BZIP2),
+                   max_cells=BIG, field="file", text="compression method 12")
+    # The encryption bit alone makes zipfile ask for a password (a RuntimeError).
+    raises_invalid(ds.parse_npz, _npz_with_y_member(encrypted=True), max_cells=BIG,
+                   field="file", text="'y' is encrypted")
+
+
 def test_npz_pickled_object_arrays_are_refused():
     objects = np.array([{"a": 1}, None, 3], dtype=object)
     raises_invalid(ds.parse_npz, npz(X=np.zeros((3, 1)), y=objects), max_cells=BIG,
