@@ -8,8 +8,8 @@ final weights, every EpochRecord field but ``seconds`` and the FitResult with ``
     cp -r mlp /tmp/mlp_ref/          # before changing the engine
     python bench/engine_identity.py /tmp/mlp_ref .   # exit status 1 on any difference
 """
+import json
 import math
-import pickle
 import subprocess
 import sys
 import tempfile
@@ -117,11 +117,13 @@ def run(name, kind, spec, stop_every=None):
             tr = mlp.Trainer.from_state(spec, X, y, st, n_classes=k)
     r = res.__dict__.copy()
     r["final"] = None if res.final is None else strip(res.final)
-    return {"params": tr.net.params.tobytes(), "dtype": str(tr.net.params.dtype), "records": recs, "result": r}
+    # The weights' bytes as hex: JSON carries them exactly (floats round-trip through repr too).
+    return {"params": tr.net.params.tobytes().hex(), "dtype": str(tr.net.params.dtype), "records": recs,
+            "result": r}
 
 
 def run_all(path, out):
-    """Child process: import ``mlp`` from ``path``, run every case, pickle the results to ``out``."""
+    """Child process: import ``mlp`` from ``path``, run every case, write the results to ``out`` as JSON."""
     sys.path.insert(0, path)
     global mlp
     import mlp
@@ -131,8 +133,8 @@ def run_all(path, out):
         results[name] = run(name, kind, spec)
         if name.startswith(RESUMED):
             results[name + "-resume"] = run(name, kind, spec, stop_every=3)
-    with open(out, "wb") as f:
-        pickle.dump(results, f)
+    with open(out, "w") as f:
+        json.dump(results, f)
 
 
 RESUMED = ("deep-adam-", "med-nesterov", "tiny-sgd-", "tiny-adam-", "cls-trainloss")
@@ -152,8 +154,9 @@ def compare(reference, candidate):
     with tempfile.TemporaryDirectory() as tmp:
         for tag, path in (("ref", reference), ("cand", candidate)):
             # cwd=tmp so that the current folder's mlp does not shadow ``path``.
-            subprocess.run([sys.executable, __file__, "--child", path, f"{tmp}/{tag}.pkl"], cwd=tmp, check=True)
-        ref, cand = (pickle.load(open(f"{tmp}/{t}.pkl", "rb")) for t in ("ref", "cand"))
+            subprocess.run([sys.executable, __file__, "--child", path, f"{tmp}/{tag}.json"], cwd=tmp,
+                           check=True)
+        ref, cand = (json.loads(open(f"{tmp}/{t}.json").read()) for t in ("ref", "cand"))
     for name in ref:
         if cand.get(name) != ref[name] or not finite(ref[name]["records"]):
             found.append(name)
