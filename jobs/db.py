@@ -8,11 +8,14 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from jobs.pg_arrays import register as register_arrays
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def make_engine(url: str, *, null_pool: bool = False) -> Engine:
-    """Create an engine; SQLite gets WAL, a busy timeout and foreign keys.
+    """Create an engine; SQLite gets WAL, a busy timeout and foreign keys, PostgreSQL the
+    binary array dumpers.
 
     `null_pool` is for forked Celery children, which must not share pooled connections
     with their parent.
@@ -25,6 +28,10 @@ def make_engine(url: str, *, null_pool: bool = False) -> Engine:
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif engine.dialect.driver == "psycopg":
+        # The metric writer's binary arrays (jobs/pg_arrays.py), once per connection.
+        event.listen(engine, "connect", lambda dbapi_conn, _record: register_arrays(
+            dbapi_conn.adapters))
     return engine
 
 

@@ -26,7 +26,6 @@ from jobs.db_retry import Backoff, is_transient, retry_db
 from jobs.lease import Lease, hold
 from jobs.models import EpochMetric, LayerMetric
 from jobs.pg_arrays import float8_array, int4_array
-from jobs.pg_arrays import register as register_arrays
 from mlp import EpochRecord, LayerRecord
 
 log = logging.getLogger(__name__)
@@ -256,8 +255,6 @@ class MetricBuffer:
             # can take the lease between the check and the inserts.
             hold(session, self._lease, epoch=epoch)
             conn = session.connection()
-            if conn.dialect.name == "postgresql":
-                register_arrays(conn.connection.driver_connection.adapters)
             for statement in insert_statements(conn.dialect.name, self._lease.job_id, records):
                 if statement is not None:
                     conn.exec_driver_sql(*statement)

@@ -104,8 +104,9 @@ def get_job(session: Session, owner_id: str, job_id: str) -> Job:
     return job
 
 
-_JOB_VERSION = select(Job.updated_at, Job.status, Job.epoch).where(
-    Job.id == bindparam("job_id"), Job.owner_id == bindparam("owner_id"))
+_VERSION = (Job.updated_at, Job.status, Job.epoch)
+_JOB_VERSION = select(*_VERSION).where(Job.id == bindparam("job_id"),
+                                       Job.owner_id == bindparam("owner_id"))
 
 
 def job_version(conn: Session | Connection, owner_id: str, job_id: str) -> tuple | None:
@@ -114,6 +115,11 @@ def job_version(conn: Session | Connection, owner_id: str, job_id: str) -> tuple
     job's progress in the same transaction as its rows. Built once: it runs per poll."""
     row = conn.execute(_JOB_VERSION, {"job_id": job_id, "owner_id": owner_id}).first()
     return None if row is None else tuple(row)
+
+
+def version_of(job: Job) -> tuple:
+    """`job_version` of a job already loaded."""
+    return tuple(getattr(job, column.key) for column in _VERSION)
 
 
 def list_jobs(session: Session, owner_id: str, *, status: str | None = None, limit: int = 50,

@@ -16,7 +16,8 @@ unchanged, so it is never staler than the database.
   write went through this process (a successful non-GET /v1 request drops their entries).
 - Only 200 answers up to `MAX_ENTRY_BYTES` are kept, within `MAX_TOTAL_BYTES` per process.
 
-Imports Flask, `jobs` and `service` modules and the standard library only.
+Imports Flask, SQLAlchemy (for a type), `jobs` and `service` modules and the standard
+library only.
 """
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ import time
 from collections.abc import Callable
 
 from flask import Flask, Response, current_app, g, request
+from sqlalchemy.orm import Session
 
-from jobs.submission import job_version
-from service.session import autocommit_connection
+from jobs.models import Job
+from jobs.submission import get_job, job_version, version_of
+from service.session import autocommit_connection, db
 
 EXTENSION = "gradtrace_poll_cache"
 MAX_ENTRY_BYTES = 256 * 1024
@@ -44,6 +47,11 @@ class PollCache:
         self._entries: dict[tuple[str, str], tuple[float, tuple, bytes, str]] = {}
         self._bytes = 0
         self._lock = threading.Lock()  # gunicorn's threads share one process's cache
+
+    def holds(self, key: tuple[str, str]) -> bool:
+        """Whether an entry for ``key`` is young enough to be validated."""
+        entry = self._entries.get(key)
+        return entry is not None and entry[0] > self._clock()
 
     def get(self, key: tuple[str, str], version: tuple) -> tuple[bytes, str] | None:
         entry = self._entries.get(key)
@@ -91,22 +99,26 @@ def init_poll_cache(app: Flask) -> None:
     app.after_request(_drop_after_write)
 
 
-def polled(job_id: str, compute: Callable[[], object]) -> Response:
-    """Answer a polled read about ``job_id`` from the cache while the job is unchanged, or
-    compute it (a view's return value) and keep it."""
+def polled(job_id: str, view: Callable[[Session, Job], object]) -> Response:
+    """Answer a polled read about the user's job ``job_id``: from the cache while the job
+    is unchanged, else ``view(session, job)`` (a view's return value), kept for next time.
+
+    The version is looked up on its own only when there is an entry to validate; a first
+    poll of a path loads the job once and takes the version from it.
+    """
     cache: PollCache | None = current_app.extensions[EXTENSION]
-    version = None
-    if cache is not None:
+    key = (g.user.id, request.full_path)
+    if cache is not None and cache.holds(key):
         with autocommit_connection() as conn:
             version = job_version(conn, g.user.id, job_id)
-    if version is None:  # no cache, or no such job of this user's: compute answers (or 404s)
-        return current_app.make_response(compute())
-    key = (g.user.id, request.full_path)
-    hit = cache.get(key, version)
-    if hit is not None:
-        return Response(hit[0], mimetype=hit[1])
-    response = current_app.make_response(compute())
-    if response.status_code == 200 and not response.is_streamed:
+        hit = cache.get(key, version) if version is not None else None
+        if hit is not None:
+            return Response(hit[0], mimetype=hit[1])
+    session = db()
+    job = get_job(session, g.user.id, job_id)  # 404 for anyone else's job
+    version = version_of(job)  # before the view, which may commit (and expire the row)
+    response = current_app.make_response(view(session, job))
+    if cache is not None and response.status_code == 200 and not response.is_streamed:
         cache.put(key, version, response.get_data(), response.mimetype)
     return response
 

@@ -39,10 +39,7 @@ def list_jobs(query: JobListQuery):
 
 @bp.get("/<id>", summary="One job: status, progress, summary")
 def get_job(path: IdPath):
-    def compute():
-        session = db()
-        return job_detail(session, submission.get_job(session, current_user_id(), path.id))
-    return polled(path.id, compute)
+    return polled(path.id, job_detail)
 
 
 @bp.post("/<id>/cancel", summary="Cancel a job (409 if it already finished)",

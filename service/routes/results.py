@@ -24,12 +24,10 @@ bp = APIBlueprint("results", __name__, url_prefix="/v1/jobs", abp_tags=[Tag(name
 
 @bp.get("/<id>/metrics", summary="Loss curves and per-layer telemetry, as columns")
 def get_metrics(path: IdPath, query: MetricsQuery):
-    return polled(path.id, lambda: _metrics(path, query))
+    return polled(path.id, lambda session, job: _metrics(session, job, query))
 
 
-def _metrics(path: IdPath, query: MetricsQuery):
-    session = db()
-    job = submission.get_job(session, current_user_id(), path.id)
+def _metrics(session, job, query: MetricsQuery):
     head = {"job_id": job.id, "status": job.status}
     whole = query.since_epoch == 0 and query.max_points is None
     if query.format == "json" and whole and job.status in FINISHED_STATUSES:
