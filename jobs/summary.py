@@ -11,10 +11,9 @@ from jobs.models import EpochMetric
 def build_summary(session: Session, job_id: str, result, seconds: float, samples: int) -> dict:
     """Summarise a finished run from the engine's result and the stored epochs."""
     final = result.final.to_dict() if result.final is not None else {}
-    best_train = session.scalar(select(func.min(EpochMetric.train_loss))
-                                .where(EpochMetric.job_id == job_id))
-    best_val = session.scalar(select(func.min(EpochMetric.val_loss))
-                              .where(EpochMetric.job_id == job_id))
+    best_train, best_val = session.execute(
+        select(func.min(EpochMetric.train_loss), func.min(EpochMetric.val_loss))
+        .where(EpochMetric.job_id == job_id)).one()
     return {
         "epochs_run": result.epochs_run,
         "early_stopped": result.early_stopped,

@@ -189,10 +189,11 @@ def _train(run: Run, shutdown: threading.Event) -> str:
         return _fail(run, str(exc))
     if flags.reason == "lease_lost":
         return LEASE_LOST
-    buffer.drain(trainer.epoch, run.lease_lost)
     if result.stopped:
+        buffer.drain(trainer.epoch, run.lease_lost)
         return _stopped(run, checkpoints, flags.reason)
-    return _succeed(run, result, time.monotonic() - started)
+    buffer.settle()
+    return _succeed(run, buffer, result, time.monotonic() - started)
 
 
 class _Checkpointer:
@@ -248,11 +249,13 @@ def _stopped(run: Run, checkpoints: _Checkpointer, reason: str | None) -> str:
     return "failed"
 
 
-def _succeed(run: Run, result: mlp.FitResult, seconds: float) -> str:
+def _succeed(run: Run, buffer: MetricBuffer, result: mlp.FitResult, seconds: float) -> str:
+    """The last metrics, the model and the final status in one transaction."""
     lease, trainer = run.lease, run.trainer
     model = trainer.model().to_bytes()
 
     def commit(session: Session) -> str | None:
+        buffer.write_pending(session, trainer.epoch)
         key = session.scalar(select(Job.checkpoint_uri).where(Job.id == lease.job_id))
         save_artifact(session, lease, kind=MODEL, epoch=trainer.epoch, data=model)
         finish(session, lease, status="succeeded",

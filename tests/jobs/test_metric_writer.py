@@ -78,14 +78,17 @@ def _round_trip(factory, background=False):
     buffer.drain(7, lambda: False)
     expected = record_tuples(job_id, records)
     assert _stored(factory, job_id) == (*expected, 7)
-    # A resumed run recomputes epochs 5-7 (with other values): the first copy stays.
+    # A resumed run recomputes epochs 5-7 (here with other values) and goes on to 9: the
+    # first copy of 5-7 stays, 8 and 9 are added (PostgreSQL: the plain insert meets the
+    # stored rows and the batch is written again skipping them).
     again = MetricBuffer(factory, lease, flush_seconds=60, flush_rows=100)
-    for e in range(5, 8):
-        changed = record(e)
-        changed.train_loss = math.pi
-        again.add(changed)
-    again.drain(7, lambda: False)
-    assert _stored(factory, job_id) == (*expected, 7)
+    resumed = [record(e) for e in range(5, 10)]
+    for r in resumed:
+        r.train_loss = math.pi
+        again.add(r)
+    again.drain(9, lambda: False)
+    expected = record_tuples(job_id, records + resumed[3:])
+    assert _stored(factory, job_id) == (*expected, 9)
     return expected
 
 
@@ -106,7 +109,7 @@ def postgres_factory():
 @pytest.mark.parametrize("background", [False, True], ids=["inline", "background"])
 def test_postgres_stores_every_value_exactly_and_once(postgres_factory, background):
     expected = _round_trip(postgres_factory, background)
-    assert len(expected[0]) == 7 and len(EPOCH_FIELDS) + 2 == len(expected[0][0])
+    assert len(expected[0]) == 9 and len(EPOCH_FIELDS) + 2 == len(expected[0][0])
     assert len(LAYER_FIELDS) + 3 == len(expected[1][0])
 
 
@@ -130,3 +133,25 @@ def test_flush_waits_for_the_background_flush_in_flight(session_factory):
     assert buffer.pending == 0
     epochs, _, progress = _stored(session_factory, job_id)
     assert [row[1] for row in epochs] == [1, 2, 3] and progress == 3
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["inline", "background"])
+def test_pending_rows_join_the_callers_transaction_and_survive_its_rollback(postgres_factory,
+                                                                            background):
+    """The worker's finishing transaction writes the last rows with the final status: a
+    failed attempt at it stores nothing and keeps the rows for the next attempt."""
+    job_id = bare_job(postgres_factory, "finisher")
+    with session_scope(postgres_factory) as session:
+        lease = claim(session, job_id, "w1", ttl_s=60, max_attempts=3)
+    buffer = MetricBuffer(postgres_factory, lease, flush_seconds=60, flush_rows=3,
+                          background=background)
+    records = [record(e) for e in range(1, 6)]
+    for r in records:
+        buffer.add(r)  # the third starts a flush; the write below waits for it
+    with pytest.raises(RuntimeError), session_scope(postgres_factory) as session:
+        buffer.write_pending(session, 5)
+        raise RuntimeError("the finishing write failed")
+    assert _stored(postgres_factory, job_id)[0] == record_tuples(job_id, records[:3])[0]
+    with session_scope(postgres_factory) as session:
+        buffer.write_pending(session, 5)
+    assert _stored(postgres_factory, job_id) == (*record_tuples(job_id, records), 5)
