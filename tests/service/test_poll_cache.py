@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event
 
+from jobs import metric_reader
 from jobs.db import session_scope
 from jobs.lease import claim
 from jobs.metric_writer import MetricBuffer
@@ -13,11 +14,18 @@ from tests.factories import xor_job
 
 
 @pytest.fixture
-def statements(app):
-    """The SQL statements the app runs, in order."""
+def statements(app, monkeypatch):
+    """The SQL statements the app runs, in order: through SQLAlchemy, and the metric
+    reads that go to the driver directly (jobs.metric_reader.driver_rows)."""
     seen: list[str] = []
     event.listen(app.extensions["gradtrace_engine"], "before_cursor_execute",
                  lambda conn, cursor, sql, *args: seen.append(sql))
+    direct = metric_reader.driver_rows
+
+    def counted(session, statement):
+        seen.append(str(statement))
+        return direct(session, statement)
+    monkeypatch.setattr(metric_reader, "driver_rows", counted)
     return seen
 
 
