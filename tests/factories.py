@@ -22,6 +22,14 @@ def xor_job(dataset_id: str, **overrides) -> dict:
     return body
 
 
+def long_job(dataset_id: str) -> dict:
+    """A job that is still training whenever a test cancels it, on any machine: the XOR
+    network for 100,000 epochs (the default `max_epochs`) of one sample per step on a
+    dataset of a few hundred rows. (60,000 epochs of the four XOR points took about 3 s
+    on a fast CPU, and ended before a browser test reached its cancel button.)"""
+    return {**xor_job(dataset_id, epochs=100_000, batch_size=1), "name": "long"}
+
+
 def make_token(factory, pepper: str, name: str, *, admin: bool = False) -> str:
     with session_scope(factory) as session:
         user = get_or_create_user(session, name, is_admin=admin)

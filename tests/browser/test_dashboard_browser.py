@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import xor_job
+from tests.factories import long_job, xor_job
 from tests.integration.services import wait_for_status
 
 DOC_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "img"
@@ -87,7 +87,7 @@ def test_a_wrong_token_is_refused_and_a_right_one_signs_in(page, live):
 
 
 def test_a_running_job_grows_live_and_can_be_cancelled(page, live, http, datasets):
-    job_id = submit(http, xor_job(datasets["xor"], epochs=60000))
+    job_id = submit(http, long_job(datasets["moons"]))
     wait_for_status(http, job_id, {"running"})
     sign_in(page, live)
     page.locator("#jobs-table").wait_for()
