@@ -180,10 +180,27 @@ METRIC_CLEANUP = {
 }
 
 
+# Every committed change of a job row is announced on this channel with the job's id, for
+# the API processes' poll caches (jobs/change_feed.py): anything a job's answers show
+# changes with its row (a metric flush updates the row's progress in its transaction).
+# PostgreSQL only; SQLite deployments are one process, which validates its cache itself.
+# Migration 0003 creates it from here too.
+JOB_CHANGED_CHANNEL = "gradtrace_job_changed"
+JOB_CHANGE_NOTIFY = {
+    "postgresql": (
+        "CREATE OR REPLACE FUNCTION gradtrace_notify_job_changed() RETURNS trigger AS $$ BEGIN "
+        f"PERFORM pg_notify('{JOB_CHANGED_CHANNEL}', COALESCE(NEW.id, OLD.id)); RETURN NULL; "
+        "END $$ LANGUAGE plpgsql",
+        "CREATE OR REPLACE TRIGGER jobs_notify_changed AFTER UPDATE OR DELETE ON jobs "
+        "FOR EACH ROW EXECUTE FUNCTION gradtrace_notify_job_changed()"),
+}
+
+
 @event.listens_for(Base.metadata, "after_create")
-def _create_metric_cleanup(target, connection, **_kw) -> None:
-    for statement in METRIC_CLEANUP.get(connection.dialect.name, ()):
-        connection.exec_driver_sql(statement)
+def _create_triggers(target, connection, **_kw) -> None:
+    for ddl in (METRIC_CLEANUP, JOB_CHANGE_NOTIFY):
+        for statement in ddl.get(connection.dialect.name, ()):
+            connection.exec_driver_sql(statement)
 
 
 class Artifact(Base):

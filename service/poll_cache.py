@@ -4,16 +4,24 @@ Clients and dashboards poll GET /v1/jobs/{id} and .../metrics?since_epoch=... se
 times a second between them, while what those answers show changes at most once per
 metric flush (`metrics_flush_seconds`, 0.25 s). Each API process keeps the body it
 computed, with the job row's version (`jobs.submission.job_version`: `updated_at`, status
-and progress, which every write to the job, and every metric flush, changes). A poll then
-costs one indexed look-up of those three columns instead of the job, its diagnosis or
-its metric rows and their encoding: the answer is served again only while the version is
-unchanged, so it is never staler than the database.
+and progress, which every write to the job, and every metric flush, changes), and serves
+it again while the job is unchanged:
+
+- On PostgreSQL the process listens for job-row changes (jobs/change_feed.py). An entry
+  is checked against the job's version once (one indexed look-up); after that, and until
+  a change of the job arrives, it is served with no database work at all. A write
+  through another process shows once its notification arrives, milliseconds after its
+  commit; through this process, at once.
+- While the feed is down (and on SQLite, a single process) every poll checks the
+  version: one look-up instead of the job, its diagnosis or its metric rows.
 
 - Keys hold the user's id, and the look-up filters by owner: an answer is only ever
   served to the user it was computed for, after their token and rate limit were checked.
 - What changes without touching the job row (a dataset or sweep deleted, whose id the job
   then shows as null) shows after at most `poll_cache_seconds`, or at once to a user whose
   write went through this process (a successful non-GET /v1 request drops their entries).
+  That age bound also caps what a listening connection that died silently could hide
+  before its next probe (jobs/change_feed.py: within a second).
 - Only 200 answers up to `MAX_ENTRY_BYTES` are kept, within `MAX_TOTAL_BYTES` per process.
 
 Imports Flask, SQLAlchemy (for a type), `jobs` and `service` modules and the standard
@@ -21,6 +29,7 @@ library only.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +37,7 @@ from collections.abc import Callable
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy.orm import Session
 
+from jobs.change_feed import JobChangeFeed
 from jobs.models import Job
 from jobs.submission import get_job, job_version, version_of
 from service.session import autocommit_connection, db
@@ -37,29 +47,64 @@ MAX_ENTRY_BYTES = 256 * 1024
 MAX_TOTAL_BYTES = 16 * 1024 * 1024
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
+Key = tuple[str, str]  # (user id, path with query)
+
+
+class Entry:
+    """One kept answer. `trusted` is the feed generation in which it was last found to
+    match the database (0: never), so it needs no check while that generation lasts."""
+
+    __slots__ = ("expires", "job_id", "version", "body", "mimetype", "trusted")
+
+    def __init__(self, expires: float, job_id: str, version: tuple, body: bytes, mimetype: str):
+        self.expires, self.job_id, self.version = expires, job_id, version
+        self.body, self.mimetype, self.trusted = body, mimetype, 0
+
 
 class PollCache:
-    """Bodies by (user id, path with query), each tagged with the job version it showed
-    and kept at most ``max_age`` seconds."""
+    """Answers by (user id, path with query), each kept at most ``max_age`` seconds and
+    dropped as soon as the feed (when there is one) reports a change of its job."""
 
-    def __init__(self, max_age: float, clock: Callable[[], float] = time.monotonic):
-        self.max_age, self._clock = max_age, clock
-        self._entries: dict[tuple[str, str], tuple[float, tuple, bytes, str]] = {}
+    def __init__(self, max_age: float, clock: Callable[[], float] = time.monotonic,
+                 feed_url: str | None = None):
+        self.max_age, self._clock, self._feed_url = max_age, clock, feed_url
+        self._entries: dict[Key, Entry] = {}
+        self._by_job: dict[str, set[Key]] = {}
         self._bytes = 0
         self._lock = threading.Lock()  # gunicorn's threads share one process's cache
+        self.feed: JobChangeFeed | None = None
+        self._feed_pid = 0
 
-    def holds(self, key: tuple[str, str]) -> bool:
-        """Whether an entry for ``key`` is young enough to be validated."""
+    def listening(self) -> int:
+        """The live feed's generation, 0 when there is none; starts this process's feed on
+        first use (after a fork the parent's thread is gone: gunicorn forks workers)."""
+        if self._feed_url is None:
+            return 0
+        if self._feed_pid != os.getpid():
+            with self._lock:
+                if self._feed_pid != os.getpid():
+                    self.feed = JobChangeFeed(self._feed_url, self)
+                    self.feed.start()
+                    self._feed_pid = os.getpid()
+        feed = self.feed
+        return feed.generation if feed.live else 0
+
+    def young(self, key: Key) -> Entry | None:
+        """The entry for ``key`` if it is young enough to be served or checked."""
         entry = self._entries.get(key)
-        return entry is not None and entry[0] > self._clock()
+        return entry if entry is not None and entry.expires > self._clock() else None
 
-    def get(self, key: tuple[str, str], version: tuple) -> tuple[bytes, str] | None:
-        entry = self._entries.get(key)
-        if entry is None or entry[0] <= self._clock() or entry[1] != version:
-            return None
-        return entry[2], entry[3]
+    def trust(self, key: Key, entry: Entry, generation: int) -> None:
+        """Mark ``entry``, just found to match the database, as needing no further check
+        while the feed stays in ``generation``. A change of its job that arrived meanwhile
+        has already dropped it, and then nothing happens."""
+        feed = self.feed
+        with self._lock:
+            if (generation and feed is not None and feed.live and feed.generation == generation
+                    and self._entries.get(key) is entry):
+                entry.trusted = generation
 
-    def put(self, key: tuple[str, str], version: tuple, body: bytes, mimetype: str) -> None:
+    def put(self, key: Key, job_id: str, version: tuple, body: bytes, mimetype: str) -> None:
         if len(body) > MAX_ENTRY_BYTES:
             return
         with self._lock:
@@ -68,9 +113,18 @@ class PollCache:
                 self._evict_expired()
                 if self._bytes + len(body) > MAX_TOTAL_BYTES:
                     self._entries.clear()
+                    self._by_job.clear()
                     self._bytes = 0
-            self._entries[key] = (self._clock() + self.max_age, version, body, mimetype)
+            self._entries[key] = Entry(self._clock() + self.max_age, job_id, version, body,
+                                       mimetype)
+            self._by_job.setdefault(job_id, set()).add(key)
             self._bytes += len(body)
+
+    def job_changed(self, job_id: str) -> None:
+        """The feed's callback: the job's row changed, so its answers may have."""
+        with self._lock:
+            for key in list(self._by_job.get(job_id, ())):
+                self._discard(key)
 
     def drop_user(self, user_id: str) -> None:
         with self._lock:
@@ -83,19 +137,27 @@ class PollCache:
 
     def _evict_expired(self) -> None:
         now = self._clock()
-        for key in [k for k, e in self._entries.items() if e[0] <= now]:
+        for key in [k for k, e in self._entries.items() if e.expires <= now]:
             self._discard(key)
 
-    def _discard(self, key: tuple[str, str]) -> None:
+    def _discard(self, key: Key) -> None:
         entry = self._entries.pop(key, None)
-        if entry is not None:
-            self._bytes -= len(entry[2])
+        if entry is None:
+            return
+        self._bytes -= len(entry.body)
+        keys = self._by_job.get(entry.job_id)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_job[entry.job_id]
 
 
 def init_poll_cache(app: Flask) -> None:
     """Register the cache; call after the authentication hook so `g.user` is known."""
-    max_age = app.config["GRADTRACE"].poll_cache_seconds
-    app.extensions[EXTENSION] = PollCache(max_age) if max_age > 0 else None
+    settings = app.config["GRADTRACE"]
+    feed_url = settings.database_url if settings.database_url.startswith("postgresql") else None
+    app.extensions[EXTENSION] = (PollCache(settings.poll_cache_seconds, feed_url=feed_url)
+                                 if settings.poll_cache_seconds > 0 else None)
     app.after_request(_drop_after_write)
 
 
@@ -103,23 +165,28 @@ def polled(job_id: str, view: Callable[[Session, Job], object]) -> Response:
     """Answer a polled read about the user's job ``job_id``: from the cache while the job
     is unchanged, else ``view(session, job)`` (a view's return value), kept for next time.
 
-    The version is looked up on its own only when there is an entry to validate; a first
-    poll of a path loads the job once and takes the version from it.
+    A first poll of a path loads the job once and takes the version from it; the version
+    is looked up on its own only to check an entry the feed does not vouch for.
     """
     cache: PollCache | None = current_app.extensions[EXTENSION]
     key = (g.user.id, request.full_path)
-    if cache is not None and cache.holds(key):
+    entry = cache.young(key) if cache is not None else None
+    if entry is not None:
+        generation = cache.listening()
+        if generation and entry.trusted == generation:
+            return Response(entry.body, mimetype=entry.mimetype)
         with autocommit_connection() as conn:
             version = job_version(conn, g.user.id, job_id)
-        hit = cache.get(key, version) if version is not None else None
-        if hit is not None:
-            return Response(hit[0], mimetype=hit[1])
+        if version == entry.version:
+            cache.trust(key, entry, generation)
+            return Response(entry.body, mimetype=entry.mimetype)
     session = db()
     job = get_job(session, g.user.id, job_id)  # 404 for anyone else's job
     version = version_of(job)  # before the view, which may commit (and expire the row)
     response = current_app.make_response(view(session, job))
     if cache is not None and response.status_code == 200 and not response.is_streamed:
-        cache.put(key, version, response.get_data(), response.mimetype)
+        cache.listening()  # the feed runs from a process's first poll on
+        cache.put(key, job_id, version, response.get_data(), response.mimetype)
     return response
 
 

@@ -122,20 +122,31 @@ def test_a_write_by_the_same_user_drops_their_entries(client, alice, job_id, app
 def test_entries_expire_and_stay_within_their_bounds():
     now = [0.0]
     cache = PollCache(max_age=5.0, clock=lambda: now[0])
-    cache.put(("u", "/a"), ("v1",), b"body", "application/json")
-    assert cache.get(("u", "/a"), ("v1",)) == (b"body", "application/json")
-    assert cache.get(("u", "/a"), ("v2",)) is None   # the job changed
-    assert cache.get(("w", "/a"), ("v1",)) is None   # another user
+    cache.put(("u", "/a"), "j1", ("v1",), b"body", "application/json")
+    entry = cache.young(("u", "/a"))
+    assert (entry.body, entry.mimetype, entry.version) == (b"body", "application/json", ("v1",))
+    assert cache.young(("w", "/a")) is None   # another user
     now[0] = 5.0
-    assert cache.get(("u", "/a"), ("v1",)) is None   # too old
-    cache.put(("u", "/big"), ("v1",), b"x" * (MAX_ENTRY_BYTES + 1), "text/csv")
-    assert cache.get(("u", "/big"), ("v1",)) is None and cache.size_bytes == 4
+    assert cache.young(("u", "/a")) is None   # too old
+    cache.put(("u", "/big"), "j1", ("v1",), b"x" * (MAX_ENTRY_BYTES + 1), "text/csv")
+    assert cache.young(("u", "/big")) is None and cache.size_bytes == 4
     chunk = b"x" * MAX_ENTRY_BYTES
     for i in range(MAX_TOTAL_BYTES // MAX_ENTRY_BYTES + 3):
-        cache.put(("u", f"/{i}"), ("v1",), chunk, "text/csv")
+        cache.put(("u", f"/{i}"), "j1", ("v1",), chunk, "text/csv")
         assert cache.size_bytes <= MAX_TOTAL_BYTES
     cache.drop_user("u")
     assert cache.size_bytes == 0
+
+
+def test_a_change_of_a_job_drops_its_entries_only():
+    cache = PollCache(max_age=5.0)
+    for user, path, job in (("u", "/a", "j1"), ("w", "/a", "j1"), ("u", "/b", "j2")):
+        cache.put((user, path), job, ("v1",), b"body", "application/json")
+    cache.job_changed("j1")
+    assert cache.young(("u", "/a")) is None and cache.young(("w", "/a")) is None
+    assert cache.young(("u", "/b")) is not None and cache.size_bytes == 4
+    cache.job_changed("j2")
+    assert cache.size_bytes == 0 and cache.listening() == 0  # no feed on this cache
 
 
 def test_a_zero_max_age_turns_the_cache_off(settings, session_factory, alice, job_id):
