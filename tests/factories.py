@@ -5,6 +5,8 @@ import copy
 
 from jobs.auth import get_or_create_user, issue_token
 from jobs.db import session_scope
+from jobs.lease import claim
+from jobs.metric_writer import MetricBuffer
 
 XOR_SPEC = {
     "network": {"layers": [{"units": 4, "activation": "tanh"},
@@ -39,3 +41,18 @@ def make_token(factory, pepper: str, name: str, *, admin: bool = False) -> str:
 
 def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
+
+
+def epoch_record(epoch: int) -> dict:
+    """One recorded epoch of a one-layer network, as the engine's record dict."""
+    return {"epoch": epoch, "train_loss": 0.5, "val_loss": None, "train_accuracy": 0.5,
+            "val_accuracy": None, "learning_rate": 0.1, "seconds": 0.0,
+            "layers": [{"layer": 1, "weight_grad_norm": 1.0, "bias_grad_norm": 1.0,
+                        "delta_norm": 1.0, "weight_norm": 1.0, "update_ratio": 0.1}]}
+
+
+def claimed_metric_buffer(factory, job_id: str) -> MetricBuffer:
+    """A worker's metric writer on a job it has just claimed; it flushes when told to."""
+    with session_scope(factory) as session:
+        lease = claim(session, job_id, "w1", ttl_s=60, max_attempts=3)
+    return MetricBuffer(factory, lease, flush_seconds=60, flush_rows=100)

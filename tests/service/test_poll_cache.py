@@ -6,11 +6,9 @@ from sqlalchemy import event
 
 from jobs import metric_reader
 from jobs.db import session_scope
-from jobs.lease import claim
-from jobs.metric_writer import MetricBuffer
 from jobs.models import Job
 from service.poll_cache import MAX_ENTRY_BYTES, MAX_TOTAL_BYTES, PollCache
-from tests.factories import xor_job
+from tests.factories import claimed_metric_buffer, epoch_record, xor_job
 
 
 @pytest.fixture
@@ -57,14 +55,9 @@ def test_a_repeated_poll_reads_only_the_job_version(client, alice, job_id, state
 def test_every_metric_flush_shows_at_once(client, alice, job_id, session_factory):
     url = f"/v1/jobs/{job_id}/metrics"
     assert client.get(url, headers=alice).get_json()["epoch"] == []
-    with session_scope(session_factory) as session:
-        lease = claim(session, job_id, "w1", ttl_s=60, max_attempts=3)
-    buffer = MetricBuffer(session_factory, lease, flush_seconds=60, flush_rows=100)
+    buffer = claimed_metric_buffer(session_factory, job_id)
     for epoch in (1, 2):
-        buffer.add({"epoch": epoch, "train_loss": 0.5, "val_loss": None, "train_accuracy": 0.5,
-                    "val_accuracy": None, "learning_rate": 0.1, "seconds": 0.0,
-                    "layers": [{"layer": 1, "weight_grad_norm": 1.0, "bias_grad_norm": 1.0,
-                                "delta_norm": 1.0, "weight_norm": 1.0, "update_ratio": 0.1}]})
+        buffer.add(epoch_record(epoch))
         buffer.flush()
         body = client.get(url, headers=alice).get_json()
         assert body["epoch"] == list(range(1, epoch + 1)) and body["status"] == "running"

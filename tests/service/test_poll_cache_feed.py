@@ -10,10 +10,9 @@ from sqlalchemy import event, text
 from jobs.change_feed import APPLICATION_NAME
 from jobs.db import make_engine, make_sessionmaker, session_scope
 from jobs.lease import claim
-from jobs.metric_writer import MetricBuffer
 from jobs.settings import Settings
 from service.poll_cache import EXTENSION
-from tests.factories import xor_job
+from tests.factories import claimed_metric_buffer, epoch_record, xor_job
 from tests.integration.services import fresh_postgres_database, migrate
 
 
@@ -84,14 +83,9 @@ def test_another_process_commit_shows_once_announced(app, client, alice, job_id,
     statements.clear()
     assert client.get(url, headers=alice).get_json()["epoch"] == [] and statements == []
     # A worker (here: its metric writer on its own connection) flushes two epochs.
-    with session_scope(session_factory) as session:
-        lease = claim(session, job_id, "w1", ttl_s=60, max_attempts=3)
-    buffer = MetricBuffer(session_factory, lease, flush_seconds=60, flush_rows=100)
+    buffer = claimed_metric_buffer(session_factory, job_id)
     for epoch in (1, 2):
-        buffer.add({"epoch": epoch, "train_loss": 0.5, "val_loss": None, "train_accuracy": 0.5,
-                    "val_accuracy": None, "learning_rate": 0.1, "seconds": 0.0,
-                    "layers": [{"layer": 1, "weight_grad_norm": 1.0, "bias_grad_norm": 1.0,
-                                "delta_norm": 1.0, "weight_norm": 1.0, "update_ratio": 0.1}]})
+        buffer.add(epoch_record(epoch))
     buffer.flush()
     started = time.monotonic()
     wait_until(lambda: client.get(url, headers=alice).get_json()["epoch"] == [1, 2], timeout=2)
