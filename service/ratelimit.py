@@ -1,7 +1,8 @@
 """Per-user request rate on /v1, and a per-address cap on failed logins.
 
 Counted with the `limits` library's sliding-window counter: one Redis round trip per
-request, O(1) whatever the rate. The counters live in `rate_limit_storage_uri`: Redis
+request, O(1) whatever the rate; a process that sees many requests of one user counts
+them a few at a time (service/rate_reservations.py), never letting more through. The counters live in `rate_limit_storage_uri`: Redis
 whenever the broker is Redis, so every API process shares them (an in-memory store would
 give each process its own budget); memory:// only in the embedded single-process mode.
 If the shared store fails, this process counts in memory until it answers again: a broken
@@ -26,6 +27,7 @@ from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
 from service.errors import error_response
+from service.rate_reservations import Reservations
 
 log = logging.getLogger(__name__)
 EXTENSION = "gradtrace_limiter"
@@ -46,24 +48,39 @@ class RateLimits:
             storage_from_string(settings.rate_limit_storage_uri))
         self._local = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._failing = False  # logged when the store fails and when it answers again
+        self._reserved = Reservations()
 
-    def hit(self, item: RateLimitItem, *key: str) -> tuple[bool, int]:
-        """Count one request; return (allowed, seconds until the window lets one through)."""
+    def hit_user(self, key: str) -> tuple[bool, int]:
+        """Count one request against the per-user limit, from this process's reservation
+        while it holds one (service/rate_reservations.py)."""
+        if self._reserved.take(key):
+            return True, 0
+        size = self._reserved.next_size(key, self.per_user.amount)
+        allowed, retry = self.hit(self.per_user, key, cost=size)
+        if not allowed and size > 1:  # fewer than `size` left in the window: count one
+            size = 1
+            allowed, retry = self.hit(self.per_user, key)
+        if allowed:
+            self._reserved.hold(key, size)
+        return allowed, retry
+
+    def hit(self, item: RateLimitItem, *key: str, cost: int = 1) -> tuple[bool, int]:
+        """Count `cost` requests; return (allowed, seconds until the window lets one through)."""
         try:
-            counted = self._count(self._shared, item, key)
+            counted = self._count(self._shared, item, key, cost)
         except Exception as exc:  # noqa: BLE001 - any store failure: count locally instead
             if not self._failing:
                 log.warning("rate-limit store failed (%s); counting in this process",
                             exc.__class__.__name__)
             self._failing = True
-            return self._count(self._local, item, key)
+            return self._count(self._local, item, key, cost)
         if self._failing:
             log.warning("rate-limit store answers again")
             self._failing = False
         return counted
 
-    def _count(self, limiter, item, key) -> tuple[bool, int]:
-        if limiter.hit(item, self.prefix, *key):
+    def _count(self, limiter, item, key, cost: int) -> tuple[bool, int]:
+        if limiter.hit(item, self.prefix, *key, cost=cost):
             return True, 0
         reset = limiter.get_window_stats(item, self.prefix, *key).reset_time
         return False, max(1, math.ceil(reset - time.time()))
@@ -88,7 +105,7 @@ def _charge_request():
     if not request.path.startswith("/v1/") or request.method == "OPTIONS":
         return None
     limits: RateLimits = current_app.extensions[EXTENSION]
-    allowed, retry = limits.hit(limits.per_user, rate_key())
+    allowed, retry = limits.hit_user(rate_key())
     if allowed:
         return None
     setting = current_app.config["GRADTRACE"].rate_limit

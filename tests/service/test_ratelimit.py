@@ -4,6 +4,7 @@ import pytest
 from jobs.db import make_engine, make_sessionmaker
 from jobs.models import Base
 from jobs.settings import Settings
+from service.ratelimit import EXTENSION
 from tests.factories import bearer, make_token
 from tests.integration.services import redis_url, unique_queue
 
@@ -92,3 +93,29 @@ def test_two_api_processes_share_the_budget_in_redis(tmp_path):
     codes = [app.test_client().get("/v1/jobs", headers=alice).status_code
              for app in (first, second, first, second, first)]
     assert codes == [200, 200, 200, 200, 429]
+
+
+def test_a_busy_user_is_counted_a_few_requests_at_a_time_and_never_over(tmp_path):
+    """Two processes, 1,000 per minute: 1,300 requests as fast as they come give exactly
+    1,000 answers, from about a hundred round trips to the shared store (10 at a time: 1 %
+    of the limit), not one per request."""
+    shared = dict(rate_limit="1000 per minute", queue=unique_queue(),
+                  rate_limit_storage_uri=redis_url(12), token_pepper="rl-test-pepper")
+    apps = [make_app(tmp_path, **shared)[0] for _ in range(2)]
+    factory, settings = make_app(tmp_path, **shared)[1:]
+    alice = bearer(make_token(factory, settings.token_pepper, "alice"))
+    store_hits = []
+    for app in apps:
+        limits = app.extensions[EXTENSION]
+        counted = limits.hit
+        limits.hit = lambda *args, _counted=counted, **kw: (store_hits.append(kw.get("cost", 1)),
+                                                             _counted(*args, **kw))[1]
+    clients = [app.test_client() for app in apps]
+    # Unevenly spread (5 of every 7 to the first): the reservations differ in size.
+    codes, hits_before_refusals = [], None
+    for i in range(1300):
+        codes.append(clients[i % 7 % 2].get("/v1/jobs", headers=alice).status_code)
+        if codes[-1] == 429 and hits_before_refusals is None:
+            hits_before_refusals = len(store_hits)
+    assert codes.count(200) == 1000 and set(codes[-200:]) == {429}
+    assert hits_before_refusals < 150 and sum(store_hits) >= 1000  # one each: 1,000
