@@ -84,8 +84,11 @@ class EpochTelemetry:
         self.u_sq, self.w_sq = self.sq[:2 * L], self.sq[2 * L:4 * L]
         self.g_sq, self.d_sq, self._ratio_step = self.sq[4 * L:6 * L], self.sq[6 * L:7 * L], self.sq[7 * L:]
         self._w_floor = np.empty(L, net.dtype)
+        # Views used every step, made once (each slicing costs a tiny network ~0.2 µs).
+        self._u_weights, self._w_weights, self._sq_sums = self.u_sq[::2], self.w_sq[::2], self.sq[4 * L:]
         self.acc = np.zeros(5 * L)        # Σ_steps of sq[4L:8L] | Σ count of saturated activations
         self.grad, self.delta = self.acc[:2 * L], self.acc[2 * L:3 * L]
+        self._acc_sums = self.acc[:4 * L]
         self.ratio, self.saturated = self.acc[3 * L:4 * L], self.acc[4 * L:]
         relu = [a in RELU_FAMILY for a in net.activations]
         self.peak_flat = np.full(sum(u for r, u in zip(relu, net.sizes[1:]) if r), -np.inf, net.dtype)
@@ -123,13 +126,12 @@ class EpochTelemetry:
 
     def add_norms(self, scale):
         """Add one step's norms from ``sq`` (filled by the trainer) times ``scale`` (squared factors)."""
-        L = len(self.acts)
         sq = self.sq
         np.multiply(sq, scale, out=sq)
         np.sqrt(sq, out=sq)
-        w = np.maximum(self.w_sq[::2], self._tiny, out=self._w_floor)
-        np.divide(self.u_sq[::2], w, out=self._ratio_step)
-        self.acc[:4 * L] += sq[4 * L:]
+        w = np.maximum(self._w_weights, self._tiny, out=self._w_floor)
+        np.divide(self._u_weights, w, out=self._ratio_step)
+        self._acc_sums += self._sq_sums
         self.steps += 1
 
     def add_activations(self, ws):

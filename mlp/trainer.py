@@ -204,7 +204,8 @@ class Trainer:
         loss = self._loss_value(ws.z[-1], out, t, self._loss_params)
         backward(net, ws, t, self._loss_delta, self._loss_params, fold / m, self.gWb)
         gsq = self._sq_norms(ws, telem)
-        total = float(gsq.sum())
+        # In Python: cheaper than ndarray.sum for a handful of values (one per tensor).
+        total = sum(gsq.tolist())
         if not (math.isfinite(loss) and math.isfinite(total)):
             self._diverged(loss, gsq)
         self._loss_sum += loss * m
