@@ -7,6 +7,12 @@ final weights, every EpochRecord field but ``seconds`` and the FitResult with ``
 
     cp -r mlp /tmp/mlp_ref/          # before changing the engine
     python bench/engine_identity.py /tmp/mlp_ref .   # exit status 1 on any difference
+
+It is for changes meant to keep every bit. The third speed pass (engine-perf3, see
+docs/performance.md) changed the order of floating-point operations on purpose (bias
+folded into the weight product, transposed layers, fused Adam moments), so an engine
+from before it differs from one after it in the last bits, and chaotic runs diverge;
+compare only against a reference copied from the same engine generation.
 """
 import json
 import math

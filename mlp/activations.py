@@ -4,7 +4,8 @@
 activation then runs in place). ``backward(delta, z, a, alpha)`` multiplies ``delta``
 in place by f'(z). Only entries with ``NEEDS_Z`` read ``z``; the others use the
 output ``a`` (as scikit-learn does), which lets the forward pass overwrite z.
-All arrays are (batch, units).
+Arrays are (batch, units); hidden layers hand the elementwise functions their
+transposed (units, batch) buffers (network.py), which changes nothing for them.
 """
 import numpy as np
 
@@ -123,14 +124,18 @@ _FULL_ZEROS = 1 << 14
 
 
 def _zeros_for(z):
-    """Return read-only zeros (shared, so never written) of z's shape, or its row shape when z is big."""
-    key = (z.shape, z.dtype)
+    """Return read-only zeros (shared, so never written) of z's shape and memory order, or
+    its row shape when z is big."""
+    # The same memory order as z (the network's output layer is a transposed view):
+    # mixed orders take numpy's slower strided loop.
+    fortran = z.ndim == 2 and z.strides[0] < z.strides[1]
+    key = (z.shape, z.dtype, fortran)
     zeros = _ZEROS.get(key)
     if zeros is None:
         if len(_ZEROS) >= 256:  # a long-lived worker sees many batch shapes: bound the cache
             _ZEROS.clear()
         shape = z.shape if z.size <= _FULL_ZEROS else z.shape[-1:]
-        zeros = _ZEROS[key] = np.zeros(shape, dtype=z.dtype)
+        zeros = _ZEROS[key] = np.zeros(shape, dtype=z.dtype, order="F" if fortran else "C")
         zeros.flags.writeable = False
     return zeros
 

@@ -28,7 +28,7 @@ def gradient_check(spec, X, y, *, n_classes=None, samples=8, state=None, weights
     gW, gb = net.views(grads)
     started = time.perf_counter()
     forward(net, ws, x)
-    backward(net, ws, x, t, delta_fn, loss, 1.0 / len(x), gW, gb)
+    backward(net, ws, t, delta_fn, loss, 1.0 / len(x), net.augmented_views(grads))
     bp_seconds = time.perf_counter() - started
     started = time.perf_counter()
     numeric = np.empty_like(grads)

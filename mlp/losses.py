@@ -88,10 +88,10 @@ def _rows(m):
 
 
 def cross_entropy_delta(z, a, y, p, out, scale, d_act):
-    # Fused with the softmax: dL/dz = softmax(z) - onehot(y).
-    np.copyto(out, a)
-    out[_rows(z.shape[0]), y] -= 1.0
-    out *= scale
+    # Fused with the softmax: dL/dz = softmax(z) - onehot(y), scaled: scale·a, then
+    # scale subtracted at the targets (two calls, not three).
+    np.multiply(a, scale, out=out)
+    out[_rows(z.shape[0]), y] -= scale
 
 
 LOSSES = {

@@ -54,7 +54,8 @@ class Adam:
 
     The moments are stored unnormalised, m' = m / (1 − β₁) and v' = v / (1 − β₂), so each
     updates in place without a temporary (m' ← β₁m' + g); the constants and the bias
-    corrections fold into two scalars. Ten passes over memory per step in all.
+    corrections fold into two scalars. Both moments sit in one (2, n) array, so one
+    broadcast multiply decays them together. Nine numpy calls per step in all.
     """
 
     folds_lr = False
@@ -62,7 +63,9 @@ class Adam:
 
     def __init__(self, p, n, dtype):
         self.b1, self.b2, self.eps, self.wd = p["beta1"], p["beta2"], p["eps"], p["weight_decay"]
-        self.m, self.v = np.zeros(n, dtype), np.zeros(n, dtype)
+        self.moments = np.zeros((2, n), dtype)
+        self.m, self.v = self.moments
+        self.betas = np.array([[self.b1], [self.b2]], dtype)
         self.t = np.zeros((), np.int64)
         self.tmp, self.tmp2 = np.empty(n, dtype), None
 
@@ -74,10 +77,9 @@ class Adam:
             g += self.wd * params
         self.t += 1
         t, m, v, tmp = int(self.t), self.m, self.v, self.tmp
-        m *= self.b1
+        self.moments *= self.betas  # m' ← β₁m', v' ← β₂v' in one call
         m += g
         np.multiply(g, g, out=tmp)
-        v *= self.b2
         v += tmp
         # lr·m̂/(√v̂ + ε) = k·m'/(√v' + ε/c) with c = √((1−β₂)/bc₂), k = lr(1−β₁)/(bc₁·c).
         # Python floats, not numpy float64 scalars: a float64 scalar would promote a float32

@@ -13,6 +13,9 @@ from .records import EpochRecord, LayerRecord
 SATURATION = {"sigmoid": (0.5, 0.49), "tanh": (0.0, 0.99)}  # centre, |a - centre| beyond this
 # Up to this many activations, saturated units are counted in Python: cheaper than numpy calls.
 SMALL_COUNT = 32
+# Up to this many hidden activations per batch, dead units are tracked with one elementwise
+# maximum over all hidden layers per step (a copy of that size); above, per layer.
+SMALL_BLOCK = 1 << 16
 
 
 def saturation_bounds(centre, width, dtype):
@@ -81,8 +84,11 @@ class EpochTelemetry:
         self.u_sq, self.w_sq = self.sq[:2 * L], self.sq[2 * L:4 * L]
         self.g_sq, self.d_sq, self._ratio_step = self.sq[4 * L:6 * L], self.sq[6 * L:7 * L], self.sq[7 * L:]
         self._w_floor = np.empty(L, net.dtype)
+        # Views used every step, made once (each slicing costs a tiny network ~0.2 µs).
+        self._u_weights, self._w_weights, self._sq_sums = self.u_sq[::2], self.w_sq[::2], self.sq[4 * L:]
         self.acc = np.zeros(5 * L)        # Σ_steps of sq[4L:8L] | Σ count of saturated activations
         self.grad, self.delta = self.acc[:2 * L], self.acc[2 * L:3 * L]
+        self._acc_sums = self.acc[:4 * L]
         self.ratio, self.saturated = self.acc[3 * L:4 * L], self.acc[4 * L:]
         relu = [a in RELU_FAMILY for a in net.activations]
         self.peak_flat = np.full(sum(u for r, u in zip(relu, net.sizes[1:]) if r), -np.inf, net.dtype)
@@ -97,6 +103,16 @@ class EpochTelemetry:
         for j, l in enumerate(owners):
             self._peak_owner[start:start + net.sizes[l + 1], j] = 1.0
             start += net.sizes[l + 1]
+        # Hidden relu-family layers' rows in a Workspace's ``hidden`` block (units, m), and
+        # the elementwise running maximum of that block over the epoch's steps, reduced
+        # over samples only when the peaks are read (``_fold``). One maximum call per step
+        # instead of two per layer; the maximum is exact, so the peaks are the same.
+        starts = np.cumsum([0] + [u + 1 for u in net.sizes[1:-1]])
+        self._block_rows = np.array([r for l in range(net.depth - 1) if relu[l]
+                                     for r in range(starts[l], starts[l] + net.sizes[l + 1])], dtype=np.intp)
+        # They come first in peak_flat (layer order), so their peaks are one slice of it.
+        self._block_peak = self.peak_flat[:self._block_rows.size]
+        self._pending, self._pending_empty = None, True
         self._tiny = np.finfo(net.dtype).tiny
         self.steps = 0
         self.activations_seen = 0         # Σ batch sizes (for saturation fractions)
@@ -104,34 +120,63 @@ class EpochTelemetry:
     def reset(self):
         self.acc.fill(0.0)
         self.peak_flat.fill(-np.inf)
+        self._pending_empty = True
         self.steps = 0
         self.activations_seen = 0
 
     def add_norms(self, scale):
         """Add one step's norms from ``sq`` (filled by the trainer) times ``scale`` (squared factors)."""
-        L = len(self.acts)
         sq = self.sq
         np.multiply(sq, scale, out=sq)
         np.sqrt(sq, out=sq)
-        w = np.maximum(self.w_sq[::2], self._tiny, out=self._w_floor)
-        np.divide(self.u_sq[::2], w, out=self._ratio_step)
-        self.acc[:4 * L] += sq[4 * L:]
+        w = np.maximum(self._w_weights, self._tiny, out=self._w_floor)
+        np.divide(self._u_weights, w, out=self._ratio_step)
+        self._acc_sums += self._sq_sums
         self.steps += 1
 
     def add_activations(self, ws):
         """Track dead (relu family: max over the epoch ≤ 0) and saturated units for this batch."""
         maximum = np.maximum
+        block = self._block_rows.size and ws.hidden.size <= SMALL_BLOCK
+        if block:
+            self._add_block(ws)
         for l, (peak, bounds) in enumerate(zip(self.peak, self._sat_bounds)):
             a = ws.a[l]
-            if peak is not None:
+            if peak is not None and not (block and l < len(self.acts) - 1):
                 # ufunc.reduce directly: ndarray.max goes through a Python wrapper.
                 maximum(peak, maximum.reduce(a, axis=0), out=peak)
             elif bounds is not None:
                 self.saturated[l] += count_saturated(a, *bounds) / a.shape[1]
         self.activations_seen += ws.m
 
+    def _add_block(self, ws):
+        """Fold the batch's hidden block (rows, m) into the pending elementwise maxima."""
+        pending = self._pending
+        if pending is None or pending.shape[1] < ws.m:
+            self._fold()
+            pending = self._pending = np.empty_like(ws.hidden)
+        if pending.shape[1] == ws.m and self._pending_empty:
+            np.copyto(pending, ws.hidden)  # the first batch since a fold: no fill needed
+        else:
+            if self._pending_empty:
+                pending.fill(-np.inf)
+            if pending.shape[1] > ws.m:  # a smaller last batch
+                pending = pending[:, :ws.m]
+            np.maximum(pending, ws.hidden, out=pending)
+        self._pending_empty = False
+
+    def _fold(self):
+        """Move the pending elementwise maxima into the per-unit peaks (max over samples)."""
+        if self._pending_empty:
+            return
+        maximum = np.maximum
+        rows = maximum.reduce(self._pending, axis=1)
+        maximum(self._block_peak, rows[self._block_rows], out=self._block_peak)
+        self._pending_empty = True
+
     def arrays(self):
         """Return the accumulators as name -> array, for checkpoints."""
+        self._fold()
         return {"tel_acc": self.acc, "tel_peak": self.peak_flat,
                 "tel_counts": np.array([self.steps, self.activations_seen], np.int64)}
 
@@ -139,11 +184,13 @@ class EpochTelemetry:
         for name, arr in self.arrays().items():
             if name != "tel_counts":
                 np.copyto(arr, arrays[name])
+        self._pending_empty = True  # the checkpoint's peaks include everything seen before it
         self.steps, self.activations_seen = (int(v) for v in arrays["tel_counts"])
 
     def layer_records(self, weight_sq):
         """Build LayerRecords from the sums; ``weight_sq`` holds ‖Wˡ‖², ‖bˡ‖² at epoch end."""
         L = len(self.acts)
+        self._fold()
         # Records are built every epoch, and a tiny network's epoch is a few dozen µs: one
         # tolist per array, then plain Python. Python's float division and math.sqrt round
         # exactly as numpy's float64 ones, so the values are those of the array version.

@@ -30,7 +30,7 @@ def trace(model, X, y, *, loss, n_classes=None, max_full=64):
     value, delta_fn = LOSSES[loss["name"]]
     forward(net, ws, X)
     loss_value = value(ws.z[-1], ws.a[-1], t, loss)
-    backward(net, ws, X, t, delta_fn, loss, 1.0 / len(X), gW, gb)
+    backward(net, ws, t, delta_fn, loss, 1.0 / len(X), net.augmented_views(grads))
     show = lambda arr: describe(arr, max_full)  # noqa: E731
     layers = [{"layer": l + 1, "activation": net.activations[l], "z": show(ws.z[l]), "a": show(ws.a[l]),
                "delta": show(ws.delta[l]), "dW": show(gW[l]), "db": show(gb[l])} for l in range(net.depth)]

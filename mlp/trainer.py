@@ -69,16 +69,24 @@ class Trainer:
         self._joint = self._allocate_joint()
         if self._joint is None:
             self.grads = np.zeros(net.n_params, self.dtype)
-        self.gW, self.gb = net.views(self.grads)
+        self.gWb = net.augmented_views(self.grads)
         self.telemetry = EpochTelemetry(net)
         self._wsq = np.zeros(2 * net.depth, self.dtype)
         # A big X is gathered per minibatch into one reused buffer (data_split.BatchRows).
         batches = self.X.batches(self.spec["training"]["batch_size"]) if isinstance(self.X, BatchRows) else None
+        # Otherwise the rows carry a column of ones (network.py: the bias rides in the
+        # weight matrix), so a batch is a slice with no per-step copy. Gathering whole rows
+        # of this copy is about 2.5x faster than gathering X into a strided view.
+        self._Xa = None
+        if batches is None:
+            self._Xa = np.ones((len(self.X), self.X.shape[1] + 1), self.dtype)
+            self._Xa[:, :-1] = self.X
         if self.spec["training"]["shuffle"]:
-            self._Xp, self._Tp = np.empty_like(self.X) if batches is None else batches, np.empty_like(self.T)
+            self._Xp = batches if batches is not None else np.empty_like(self._Xa)
+            self._Tp = np.empty_like(self.T)
             self._Lp = None if self.labels is None else np.empty_like(self.labels)
         else:
-            self._Xp, self._Tp, self._Lp = self.X if batches is None else batches, self.T, self.labels
+            self._Xp, self._Tp, self._Lp = self._Xa if batches is None else batches, self.T, self.labels
         es = self.spec["training"]["early_stopping"]
         self._best_params = np.empty_like(net.params) if es and es["restore_best"] else None
 
@@ -159,7 +167,7 @@ class Trainer:
             self._Xp.order = perm  # _step's self._Xp[lo:hi] gathers the batch's rows
         else:
             # mode="clip" skips the bounds-check pass; perm is in range by construction.
-            self.X.take(perm, axis=0, out=self._Xp, mode="clip")
+            self._Xa.take(perm, axis=0, out=self._Xp, mode="clip")
         self.T.take(perm, axis=0, out=self._Tp, mode="clip")
         if self._Lp is not None:
             self.labels.take(perm, axis=0, out=self._Lp, mode="clip")
@@ -194,9 +202,10 @@ class Trainer:
         ws, x, t = self._workspace(m), self._Xp[lo:hi], self._Tp[lo:hi]
         out = forward(net, ws, x)
         loss = self._loss_value(ws.z[-1], out, t, self._loss_params)
-        backward(net, ws, x, t, self._loss_delta, self._loss_params, fold / m, self.gW, self.gb)
+        backward(net, ws, t, self._loss_delta, self._loss_params, fold / m, self.gWb)
         gsq = self._sq_norms(ws, telem)
-        total = float(gsq.sum())
+        # In Python: cheaper than ndarray.sum for a handful of values (one per tensor).
+        total = sum(gsq.tolist())
         if not (math.isfinite(loss) and math.isfinite(total)):
             self._diverged(loss, gsq)
         self._loss_sum += loss * m

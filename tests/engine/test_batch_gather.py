@@ -97,7 +97,9 @@ def test_a_big_x_is_neither_converted_nor_copied(per_batch):
 def test_a_small_x_keeps_the_per_epoch_gather():
     X, y = moons()
     trainer = mlp.Trainer(make_spec(training={"epochs": 1, "seed": 0}), X, y, n_classes=2)
-    assert isinstance(trainer.X, np.ndarray) and trainer._Xp.shape == trainer.X.shape
+    # The epoch's gathered copy carries the ones column the network's folded bias reads.
+    n, d = trainer.X.shape
+    assert isinstance(trainer.X, np.ndarray) and trainer._Xp.shape == (n, d + 1)
 
 
 def test_an_unaligned_memory_map_gathers_the_same_rows(monkeypatch, tmp_path):

@@ -114,9 +114,8 @@ def smooth_case(depth, hidden, out_act, loss, seed):
 def engine_gradient(net, X, y, loss):
     ws = Workspace(net, len(X))
     grads = np.zeros(net.n_params)
-    gW, gb = net.views(grads)
     forward(net, ws, X)
-    backward(net, ws, X, y, LOSSES[loss][1], {"name": loss, "delta": 0.8}, 1.0 / len(X), gW, gb)
+    backward(net, ws, y, LOSSES[loss][1], {"name": loss, "delta": 0.8}, 1.0 / len(X), net.augmented_views(grads))
     return grads
 
 

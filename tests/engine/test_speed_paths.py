@@ -1,5 +1,6 @@
 """The engine's fast paths give the same results as the plain ones: side-by-side norms,
-the one-thread BLAS limit for small networks, and Adam's scalar handling in float32."""
+dead units tracked over all hidden layers at once, the one-thread BLAS limit for small
+networks, and Adam's scalar handling in float32."""
 import numpy as np
 import pytest
 
@@ -88,7 +89,10 @@ def test_dot_gives_matmuls_bits_on_the_passes_shapes(dtype):
     rng = np.random.default_rng(0)
     for m, k, p in [(1, 3, 4), (4, 2, 16), (4, 16, 1), (26, 12, 6), (64, 64, 128), (64, 128, 10), (256, 784, 64)]:
         x, W, d = (rng.normal(size=s).astype(dtype) for s in ((m, k), (k, p), (m, p)))
-        for a, b in [(x, W), (x.T, d), (np.ones(m, dtype), d), (d, W.T)]:
+        # Row-major forms and the transposed ones the passes use (network.py): zᵀ = Wᵀxᵀ,
+        # ∂W = xᵀδ with δ given transposed, δ_prevᵀ = W δᵀ.
+        for a, b in [(x, W), (x.T, d), (np.ones(m, dtype), d), (d, W.T), (W.T, x.T),
+                     (x.T, np.ascontiguousarray(d.T).T), (W, d.T)]:
             assert np.array_equal(np.dot(a, b), np.matmul(a, b))
 
 
@@ -100,6 +104,38 @@ def test_joint_buffer_norms_equal_the_copying_path():
     strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
     assert strip(fit_records(joint)) == strip(fit_records(copying))
     np.testing.assert_array_equal(joint.net.params, copying.net.params)
+
+
+def test_dead_units_tracked_at_once_equal_the_per_layer_path(monkeypatch):
+    # Two relu layers around a tanh one, a smaller last batch (90 = 2·32 + 26) and a
+    # checkpoint in mid-epoch: the one-call elementwise maximum over the hidden block,
+    # reduced over samples when read, gives the per-layer peaks exactly.
+    spec = make_spec(network={"layers": [{"units": 12, "activation": "relu"}, {"units": 6, "activation": "tanh"},
+                                         {"units": 5, "activation": "relu"}, {"units": 2, "activation": "softmax"}]},
+                     loss="cross_entropy", optimizer={"name": "sgd", "learning_rate": 0.5},
+                     training={"epochs": 4, "batch_size": 32, "seed": 3})
+    _, X, y = small_classifier()
+
+    def trainer():  # negative biases leave some units dead (fractions 1/12 and 1/5 after epoch 1)
+        t = mlp.Trainer(spec, X, y, n_classes=2)
+        t.net.b[0][:6], t.net.b[2][:3] = np.linspace(-4, -1, 6), np.linspace(-1.5, -0.3, 3)
+        return t
+
+    block = trainer()
+    calls = iter(range(10 ** 6))
+    stopped = block.fit(should_stop=lambda: next(calls) == 5)  # stop in epoch 2, then resume
+    assert stopped.stopped and block._in_epoch
+    resumed = mlp.Trainer.from_state(spec, X, y, block.state_bytes(), n_classes=2)
+    a = fit_records(resumed)
+    monkeypatch.setattr(mlp.telemetry, "SMALL_BLOCK", 0)
+    plain = trainer()
+    b = fit_records(plain)[1:]
+    assert resumed.telemetry._pending is not None and plain.telemetry._pending is None
+    dead = [[l["dead_fraction"] for l in r["layers"]] for r in a]
+    assert dead == [[l["dead_fraction"] for l in r["layers"]] for r in b]
+    assert dead[-1][0] > 0 and dead[-1][2] > 0
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
+    assert strip(a) == strip(b)
 
 
 def test_relu_zeros_are_full_shape_only_for_small_arrays():
