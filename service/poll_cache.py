@@ -23,6 +23,9 @@ it again while the job is unchanged:
   That age bound also caps what a listening connection that died silently could hide
   before its next probe (jobs/change_feed.py: within a second).
 - Only 200 answers up to `MAX_ENTRY_BYTES` are kept, within `MAX_TOTAL_BYTES` per process.
+- Polls of one path by one user that arrive while its answer is being computed in this
+  process wait for that answer, whatever its size, rather than compute it again: they
+  get the job as it was when the first of them read it.
 
 Imports Flask, SQLAlchemy (for a type), `jobs` and `service` modules and the standard
 library only.
@@ -46,6 +49,7 @@ EXTENSION = "gradtrace_poll_cache"
 MAX_ENTRY_BYTES = 256 * 1024
 MAX_TOTAL_BYTES = 16 * 1024 * 1024
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
+FLIGHT_WAIT_S = 30.0  # a poll waits this long for the same answer computed by another thread
 
 Key = tuple[str, str]  # (user id, path with query)
 
@@ -61,6 +65,17 @@ class Entry:
         self.body, self.mimetype, self.trusted = body, mimetype, 0
 
 
+class Flight:
+    """One answer being computed; the polls that asked for it meanwhile wait for it."""
+
+    __slots__ = ("landed", "body", "mimetype")
+
+    def __init__(self):
+        self.landed = threading.Event()
+        self.body: bytes | None = None  # None: no answer to share (an error, a stream)
+        self.mimetype = ""
+
+
 class PollCache:
     """Answers by (user id, path with query), each kept at most ``max_age`` seconds and
     dropped as soon as the feed (when there is one) reports a change of its job."""
@@ -70,6 +85,7 @@ class PollCache:
         self.max_age, self._clock, self._feed_url = max_age, clock, feed_url
         self._entries: dict[Key, Entry] = {}
         self._by_job: dict[str, set[Key]] = {}
+        self._flights: dict[Key, Flight] = {}
         self._bytes = 0
         self._lock = threading.Lock()  # gunicorn's threads share one process's cache
         self.feed: JobChangeFeed | None = None
@@ -120,6 +136,24 @@ class PollCache:
             self._by_job.setdefault(job_id, set()).add(key)
             self._bytes += len(body)
 
+    def board(self, key: Key) -> tuple[Flight, bool]:
+        """The flight computing ``key``'s answer, and whether the caller must compute it
+        (it is the first to ask) or may wait for it."""
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is not None:
+                return flight, False
+            flight = self._flights[key] = Flight()
+            return flight, True
+
+    def land(self, key: Key, flight: Flight, response: Response | None) -> None:
+        """The first asker is done: share its answer if it is a whole 200, then release."""
+        with self._lock:
+            self._flights.pop(key, None)
+        if response is not None and response.status_code == 200 and not response.is_streamed:
+            flight.body, flight.mimetype = response.get_data(), response.mimetype
+        flight.landed.set()
+
     def job_changed(self, job_id: str) -> None:
         """The feed's callback: the job's row changed, so its answers may have."""
         with self._lock:
@@ -166,11 +200,16 @@ def polled(job_id: str, view: Callable[[Session, Job], object]) -> Response:
     is unchanged, else ``view(session, job)`` (a view's return value), kept for next time.
 
     A first poll of a path loads the job once and takes the version from it; the version
-    is looked up on its own only to check an entry the feed does not vouch for.
+    is looked up on its own only to check an entry the feed does not vouch for. Polls of
+    the same path by the same user that arrive while it is being computed in this process
+    wait for that answer (dashboards opening on a long job all ask for its whole history
+    at once; each would otherwise read and encode it).
     """
     cache: PollCache | None = current_app.extensions[EXTENSION]
+    if cache is None:
+        return _compute(job_id, view)[0]
     key = (g.user.id, request.full_path)
-    entry = cache.young(key) if cache is not None else None
+    entry = cache.young(key)
     if entry is not None:
         generation = cache.listening()
         if generation and entry.trusted == generation:
@@ -180,14 +219,28 @@ def polled(job_id: str, view: Callable[[Session, Job], object]) -> Response:
         if version == entry.version:
             cache.trust(key, entry, generation)
             return Response(entry.body, mimetype=entry.mimetype)
+    flight, leading = cache.board(key)
+    if not leading:
+        if flight.landed.wait(FLIGHT_WAIT_S) and flight.body is not None:
+            return Response(flight.body, mimetype=flight.mimetype)
+        return _compute(job_id, view)[0]  # the first one failed or took too long
+    response = None
+    try:
+        response, version = _compute(job_id, view)
+        if response.status_code == 200 and not response.is_streamed:
+            cache.listening()  # the feed runs from a process's first poll on
+            cache.put(key, job_id, version, response.get_data(), response.mimetype)
+    finally:
+        cache.land(key, flight, response)
+    return response
+
+
+def _compute(job_id: str, view: Callable[[Session, Job], object]) -> tuple[Response, tuple]:
+    """The view's answer, and the job's version it shows."""
     session = db()
     job = get_job(session, g.user.id, job_id)  # 404 for anyone else's job
     version = version_of(job)  # before the view, which may commit (and expire the row)
-    response = current_app.make_response(view(session, job))
-    if cache is not None and response.status_code == 200 and not response.is_streamed:
-        cache.listening()  # the feed runs from a process's first poll on
-        cache.put(key, job_id, version, response.get_data(), response.mimetype)
-    return response
+    return current_app.make_response(view(session, job)), version
 
 
 def _drop_after_write(response: Response) -> Response:

@@ -1,6 +1,10 @@
 """Polled reads served again while the job row is unchanged, never staler than the database."""
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from sqlalchemy import event
 
@@ -153,3 +157,26 @@ def test_a_zero_max_age_turns_the_cache_off(settings, session_factory, alice, jo
         statements.clear()
         assert client.get(f"/v1/jobs/{job_id}", headers=alice).status_code == 200
         assert "jobs.spec" in statements[0]  # the whole job loaded, every time
+
+
+def test_identical_polls_arriving_together_are_computed_once(app, alice, job_id, monkeypatch):
+    """Dashboards opening on one job ask for the same answer at once: one thread of the
+    process computes it, the others wait and get it."""
+    from service.routes import results
+    computed, started = [], threading.Barrier(5)
+    real = results._metrics
+
+    def slow(session, job, query):
+        computed.append(job.id)
+        time.sleep(0.3)
+        return real(session, job, query)
+    monkeypatch.setattr(results, "_metrics", slow)
+
+    def poll():
+        started.wait()
+        resp = app.test_client().get(f"/v1/jobs/{job_id}/metrics", headers=alice)
+        return resp.status_code, resp.data
+    with ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(lambda _: poll(), range(5)))
+    assert computed == [job_id]
+    assert len(set(answers)) == 1 and answers[0][0] == 200
