@@ -1,6 +1,9 @@
 """Alembic: upgrade from empty to head on SQLite and PostgreSQL; schema matches models."""
 from __future__ import annotations
 
+import uuid
+
+import psycopg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -9,8 +12,9 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 
+from jobs.change_feed import libpq_dsn
 from jobs.db import make_engine, make_sessionmaker, session_scope
-from jobs.models import Base, EpochMetric, Job, LayerMetric
+from jobs.models import JOB_CHANGED_CHANNEL, Base, EpochMetric, Job, LayerMetric
 from tests.jobs.training_fixtures import bare_job
 from tests.integration.services import ROOT, fresh_postgres_database
 
@@ -99,3 +103,49 @@ def test_postgres_job_deletion_deletes_metrics():
     with fresh_postgres_database() as url:
         command.upgrade(_config(url), "head")
         _assert_deleting_a_job_deletes_its_metrics(url)
+
+
+def _announced(url: str, change) -> tuple[str, list[str]]:
+    """A new job's id, and the ids announced on the change channel while
+    `change(session, job_id)` commits."""
+    engine = make_engine(url)
+    factory = make_sessionmaker(engine)
+    job_id = bare_job(factory, f"announced-{uuid.uuid4().hex[:8]}")
+    with psycopg.connect(libpq_dsn(url), autocommit=True) as listener:
+        listener.execute(f"LISTEN {JOB_CHANGED_CHANNEL}")
+        with session_scope(factory) as session:
+            change(session, job_id)
+        heard = [note.payload for note in listener.notifies(timeout=1.0)]
+    engine.dispose()
+    return job_id, heard
+
+
+@pytest.mark.integration
+def test_postgres_job_changes_are_announced_from_0003_on():
+    """Migration 0003's trigger announces an update and a delete of a job row once each,
+    after the commit; before 0003 (and after its downgrade) nothing is sent."""
+    def update(session, job_id):
+        session.get(Job, job_id).status = "running"
+        session.flush()
+        session.get(Job, job_id).epoch = 3  # two updates, one transaction: one notice
+
+    def delete(session, job_id):
+        session.delete(session.get(Job, job_id))
+    with fresh_postgres_database() as url:
+        command.upgrade(_config(url), "head")
+        for change in (update, delete):
+            job_id, heard = _announced(url, change)
+            assert heard == [job_id]
+        command.downgrade(_config(url), "0002")
+        assert _announced(url, update)[1] == []
+
+
+@pytest.mark.integration
+def test_create_all_also_announces_job_changes():
+    with fresh_postgres_database() as url:
+        engine = create_engine(url)
+        Base.metadata.create_all(engine)
+        engine.dispose()
+        job_id, heard = _announced(url, lambda session, job_id: session.delete(
+            session.get(Job, job_id)))
+        assert heard == [job_id]
