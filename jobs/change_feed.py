@@ -57,14 +57,18 @@ class JobChangeFeed(threading.Thread):
     def run(self) -> None:
         wait = self._probe_s
         while not self._stopped():
+            listened = self.generation
             try:
                 self._listen()
-                wait = self._probe_s
             except psycopg.Error as exc:
                 log.warning("job change feed: %s; polls check the database until it is back",
                             exc.__class__.__name__)
+            except Exception:  # noqa: BLE001 - a bug must not end the feed for the process
+                log.exception("job change feed failed; polls check the database meanwhile")
             finally:
                 self.live = False
+            if self.generation != listened:  # it was listening: the back-off starts afresh
+                wait = self._probe_s
             self._stopping.wait(wait)
             wait = min(MAX_RETRY_S, wait * 2)
 
