@@ -57,8 +57,8 @@ class MetricArchive:
 
 def window_extremes(loss: np.ndarray, max_points: int) -> np.ndarray:
     """Sorted indices of the first lowest and first highest finite loss of each of the
-    max_points // 2 windows (the first index of a window with no finite loss): the rows
-    path's `_downsample`, vectorised."""
+    max_points // 2 windows (the first index of a window with no finite loss). The rows
+    path (jobs/metric_reader.py) keeps the epochs this chooses too."""
     windows = max(1, max_points // 2)
     size = -(-len(loss) // windows)
     count = -(-len(loss) // size)

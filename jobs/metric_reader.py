@@ -15,7 +15,8 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from jobs.metric_archive import EPOCH_COLUMNS, MetricArchive, archive_columns, load_archive
+from jobs.metric_archive import (EPOCH_COLUMNS, MetricArchive, archive_columns, load_archive,
+                                 window_extremes)
 from jobs.metric_writer import LAYER_FIELDS
 from jobs.models import FINISHED_STATUSES, EpochMetric, Job, LayerMetric
 
@@ -73,16 +74,18 @@ def read_rows(session: Session, job: Job, since_epoch: int,
 def _choose_epochs(session: Session, job: Job, since_epoch: int,
                    max_points: int | None) -> list[int] | None:
     """The downsampled epochs, or None for all; chosen on (epoch, train_loss) alone so
-    the full rows are fetched only for the epochs kept."""
+    the full rows are fetched only for the epochs kept, by the archive's own window
+    rule (`window_extremes`), so both paths keep the same epochs."""
     if max_points is None:
         return None
-    light = session.execute(
-        select(EpochMetric.epoch, EpochMetric.train_loss)
-        .where(EpochMetric.job_id == job.id, EpochMetric.epoch > since_epoch)
-        .order_by(EpochMetric.epoch)).all()
+    light = driver_rows(session, select(EpochMetric.epoch, EpochMetric.train_loss)
+                        .where(EpochMetric.job_id == job.id, EpochMetric.epoch > since_epoch)
+                        .order_by(EpochMetric.epoch))
     if len(light) <= max_points:
         return None
-    return [row.epoch for row in _downsample(light, max_points)]
+    epochs, losses = zip(*light)
+    loss = np.array([np.nan if v is None else v for v in losses], dtype=np.float64)
+    return [epochs[i] for i in window_extremes(loss, max_points).tolist()]
 
 
 def _epoch_rows(session: Session, job: Job, condition) -> list[tuple]:
@@ -98,19 +101,6 @@ def _epoch_filter(model, kept: list[int], since_epoch: int):
     if len(kept) <= SPARSE_READ_EPOCHS:
         return model.epoch.in_(kept)
     return (model.epoch > since_epoch) & (model.epoch <= kept[-1])
-
-
-def _downsample(rows: list, max_points: int) -> list:
-    windows = max(1, max_points // 2)
-    size = -(-len(rows) // windows)
-    kept = []
-    for start in range(0, len(rows), size):
-        window = rows[start:start + size]
-        finite = [r for r in window if r.train_loss is not None] or window
-        lo = min(finite, key=lambda r: r.train_loss if r.train_loss is not None else 0.0)
-        hi = max(finite, key=lambda r: r.train_loss if r.train_loss is not None else 0.0)
-        kept.extend(sorted({lo.epoch: lo, hi.epoch: hi}.values(), key=lambda r: r.epoch))
-    return kept
 
 
 def _layer_columns(session: Session, job: Job, kept: list[int], since_epoch: int) -> list[dict]:
