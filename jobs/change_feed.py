@@ -8,9 +8,16 @@ A trigger on `jobs` (jobs/models.py, JOB_CHANGE_NOTIFY) sends a job's id on
 
 - the generation moves at every (re)connection, once LISTEN is in place: changes while no
   connection listened are lost, so whatever was confirmed before must be checked again;
-- `live` is False from the moment the connection fails until it is listening again. The
-  connection is probed every `probe_s` seconds, so one that dies silently is noticed
-  within that time (plus the TCP time-out of the probe).
+- `live` is False from the moment the connection fails until it is listening again, and
+  as soon as the last successful probe (every `probe_s` seconds) is older than
+  `STALE_PROBES` probes: a connection that hangs without failing (a network that drops
+  packets, a frozen proxy) is distrusted within about 3 s, before TCP would notice;
+  TCP keepalives then break it and the feed reconnects.
+- Generations are unique in the process and after a fork (a module-wide counter), so an
+  answer trusted under one feed is never taken as trusted under another.
+
+Needs a session-level connection: behind PgBouncer in transaction pooling, LISTEN
+succeeds but nothing is delivered (point `database_url` at PostgreSQL, or a session pool).
 
 Notifications arrive after the commit, over a socket, and are handled when this thread
 next runs: another process's write shows in a cache a few milliseconds after it commits.
@@ -19,8 +26,10 @@ Imports psycopg, SQLAlchemy (to read the URL), `jobs.models` and the standard li
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
+import time
 import weakref
 
 import psycopg
@@ -30,6 +39,11 @@ from jobs.models import JOB_CHANGED_CHANNEL
 
 log = logging.getLogger(__name__)
 MAX_RETRY_S = 30.0
+STALE_PROBES = 3
+# libpq TCP keepalives: a connection that stops answering errors out within ~20 s.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
+              "keepalives_count": 3, "tcp_user_timeout": 15_000}
+_generations = itertools.count(1)
 APPLICATION_NAME = "gradtrace-job-feed"  # what pg_stat_activity shows for its connection
 
 
@@ -49,7 +63,14 @@ class JobChangeFeed(threading.Thread):
         self._owner = weakref.ref(owner)
         self._stopping = threading.Event()
         self.generation = 0
-        self.live = False
+        self._connected = False
+        self._last_ok = 0.0
+
+    @property
+    def live(self) -> bool:
+        """Listening, with a successful probe within the last STALE_PROBES probes."""
+        return (self._connected
+                and time.monotonic() - self._last_ok < STALE_PROBES * self._probe_s)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -66,7 +87,7 @@ class JobChangeFeed(threading.Thread):
             except Exception:  # noqa: BLE001 - a bug must not end the feed for the process
                 log.exception("job change feed failed; polls check the database meanwhile")
             finally:
-                self.live = False
+                self._connected = False
             if self.generation != listened:  # it was listening: the back-off starts afresh
                 wait = self._probe_s
             self._stopping.wait(wait)
@@ -77,14 +98,16 @@ class JobChangeFeed(threading.Thread):
 
     def _listen(self) -> None:
         with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5,
-                             application_name=APPLICATION_NAME) as conn:
+                             application_name=APPLICATION_NAME, **KEEPALIVES) as conn:
             conn.execute(f"LISTEN {JOB_CHANGED_CHANNEL}")
-            self.generation += 1
-            self.live = True
+            self.generation = next(_generations)
+            self._last_ok = time.monotonic()
+            self._connected = True
             while not self._stopped():
                 for note in conn.notifies(timeout=self._probe_s):
                     owner = self._owner()
                     if owner is not None:
                         owner.job_changed(note.payload)
                 conn.execute("SELECT 1")  # a dead connection raises here
+                self._last_ok = time.monotonic()
 

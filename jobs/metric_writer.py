@@ -65,6 +65,7 @@ def insert_ignoring_duplicates(session: Session, model, rows: list[dict]) -> Non
 EPOCH_COLUMNS = ("job_id", "epoch") + EPOCH_FIELDS
 LAYER_COLUMNS = ("job_id", "epoch", "layer") + LAYER_FIELDS
 _MAX_FLOAT = sys.float_info.max
+UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE for a duplicate key
 
 
 def record_from_dict(record: dict) -> EpochRecord:
@@ -262,7 +263,9 @@ class MetricBuffer:
         """
         try:
             self._write_once(records, epoch, skip_duplicates=False)
-        except IntegrityError:
+        except IntegrityError as exc:
+            if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+                raise
             self._write_once(records, epoch, skip_duplicates=True)
 
     def write_pending(self, session: Session, progress_epoch: int) -> None:

@@ -20,8 +20,8 @@ it again while the job is unchanged:
 - What changes without touching the job row (a dataset or sweep deleted, whose id the job
   then shows as null) shows after at most `poll_cache_seconds`, or at once to a user whose
   write went through this process (a successful non-GET /v1 request drops their entries).
-  That age bound also caps what a listening connection that died silently could hide
-  before its next probe (jobs/change_feed.py: within a second).
+  That age bound also caps what a listening connection that hangs could hide before the
+  feed stops vouching for it (jobs/change_feed.py: within three probes, about 3 s).
 - Only 200 answers up to `MAX_ENTRY_BYTES` are kept, within `MAX_TOTAL_BYTES` per process.
 - Polls of one path by one user that arrive while its answer is being computed in this
   process wait for that answer, whatever its size, rather than compute it again: they
@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 from flask import Flask, Response, current_app, g, request
@@ -89,21 +90,31 @@ class PollCache:
         self._bytes = 0
         self._lock = threading.Lock()  # gunicorn's threads share one process's cache
         self.feed: JobChangeFeed | None = None
-        self._feed_pid = 0
+        # A forked child (gunicorn --preload) starts empty: what the parent kept and
+        # trusted was under the parent's feed, and its lock may be held by a thread
+        # that does not exist in the child.
+        me = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (cache := me()) and cache._forked())
 
     def listening(self) -> int:
         """The live feed's generation, 0 when there is none; starts this process's feed on
-        first use (after a fork the parent's thread is gone: gunicorn forks workers)."""
+        first use (gunicorn forks its workers; a thread does not survive a fork), and
+        again if its thread ended."""
         if self._feed_url is None:
             return 0
-        if self._feed_pid != os.getpid():
-            with self._lock:
-                if self._feed_pid != os.getpid():
-                    self.feed = JobChangeFeed(self._feed_url, self)
-                    self.feed.start()
-                    self._feed_pid = os.getpid()
         feed = self.feed
+        if feed is None or not feed.is_alive():
+            with self._lock:
+                if self.feed is feed:
+                    self.feed = feed = JobChangeFeed(self._feed_url, self)
+                    feed.start()
+                feed = self.feed
         return feed.generation if feed.live else 0
+
+    def _forked(self) -> None:
+        self._lock = threading.Lock()
+        self._entries, self._by_job, self._flights, self._bytes = {}, {}, {}, 0
+        self.feed = None
 
     def young(self, key: Key) -> Entry | None:
         """The entry for ``key`` if it is young enough to be served or checked."""
@@ -121,10 +132,10 @@ class PollCache:
                 entry.trusted = generation
 
     def put(self, key: Key, job_id: str, version: tuple, body: bytes, mimetype: str) -> None:
-        if len(body) > MAX_ENTRY_BYTES:
-            return
         with self._lock:
             self._discard(key)
+            if len(body) > MAX_ENTRY_BYTES:
+                return
             if self._bytes + len(body) > MAX_TOTAL_BYTES:
                 self._evict_expired()
                 if self._bytes + len(body) > MAX_TOTAL_BYTES:
