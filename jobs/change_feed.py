@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 import time
 import weakref
@@ -63,14 +64,12 @@ class JobChangeFeed(threading.Thread):
         self._owner = weakref.ref(owner)
         self._stopping = threading.Event()
         self.generation = 0
-        self._connected = False
-        self._last_ok = 0.0
+        self._last_ok = -math.inf  # the last successful probe of a listening connection
 
     @property
     def live(self) -> bool:
         """Listening, with a successful probe within the last STALE_PROBES probes."""
-        return (self._connected
-                and time.monotonic() - self._last_ok < STALE_PROBES * self._probe_s)
+        return time.monotonic() - self._last_ok < STALE_PROBES * self._probe_s
 
     def stop(self) -> None:
         self._stopping.set()
@@ -87,7 +86,7 @@ class JobChangeFeed(threading.Thread):
             except Exception:  # noqa: BLE001 - a bug must not end the feed for the process
                 log.exception("job change feed failed; polls check the database meanwhile")
             finally:
-                self._connected = False
+                self._last_ok = -math.inf
             if self.generation != listened:  # it was listening: the back-off starts afresh
                 wait = self._probe_s
             self._stopping.wait(wait)
@@ -102,7 +101,6 @@ class JobChangeFeed(threading.Thread):
             conn.execute(f"LISTEN {JOB_CHANGED_CHANNEL}")
             self.generation = next(_generations)
             self._last_ok = time.monotonic()
-            self._connected = True
             while not self._stopped():
                 for note in conn.notifies(timeout=self._probe_s):
                     owner = self._owner()

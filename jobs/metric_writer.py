@@ -96,7 +96,7 @@ def record_tuples(job_id: str, records: list[EpochRecord]) -> tuple[list[tuple],
 
 
 def insert_statements(dialect: str, job_id: str, records: list[EpochRecord], *,
-                      skip_duplicates: bool = True) -> list[tuple[str, tuple | list]]:
+                      skip_duplicates: bool) -> list[tuple[str, tuple | list]]:
     """Driver-level INSERTs of the records' epoch and layer rows; with `skip_duplicates`
     they ignore (job, epoch[, layer]) rows already stored.
 
@@ -254,19 +254,22 @@ class MetricBuffer:
         self._last_flush = self._clock()
         self._backoff.succeeded()
 
-    def _write(self, records: list[EpochRecord], epoch: int) -> None:
-        """Plain inserts first; only a batch that meets stored rows pays for skipping them.
+    def _write(self, records: list[EpochRecord], epoch: int, *,
+               skip_duplicates: bool = False) -> None:
+        """One transaction: plain inserts first; only a batch that meets stored rows pays
+        for skipping them (it is written again, skipping them).
 
         Rows of these epochs are already stored after a resume (the metrics of the epochs
         after the checkpoint) or after a flush whose commit landed but whose answer was
         lost; the engine recomputes them bit for bit, so keeping the stored copy is right.
         """
         try:
-            self._write_once(records, epoch, skip_duplicates=False)
+            with session_scope(self._factory) as session:
+                self._write_rows(session, records, epoch, skip_duplicates=skip_duplicates)
         except IntegrityError as exc:
-            if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+            if skip_duplicates or getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
                 raise
-            self._write_once(records, epoch, skip_duplicates=True)
+            self._write(records, epoch, skip_duplicates=True)
 
     def write_pending(self, session: Session, progress_epoch: int) -> None:
         """Write what is buffered, and the job's progress, in the caller's transaction (the
@@ -277,11 +280,6 @@ class MetricBuffer:
         """
         self.settle()
         self._write_rows(session, self._records, progress_epoch, skip_duplicates=True)
-
-    def _write_once(self, records: list[EpochRecord], epoch: int, *,
-                    skip_duplicates: bool) -> None:
-        with session_scope(self._factory) as session:
-            self._write_rows(session, records, epoch, skip_duplicates=skip_duplicates)
 
     def _write_rows(self, session: Session, records: list[EpochRecord], epoch: int, *,
                     skip_duplicates: bool) -> None:

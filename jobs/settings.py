@@ -122,6 +122,12 @@ class Settings(BaseSettings):
         return self.broker_url.startswith("sqla+")
 
     @property
+    def on_postgres(self) -> bool:
+        """The database is PostgreSQL (else SQLite, the embedded default): a server on
+        other cores, and LISTEN/NOTIFY."""
+        return self.database_url.startswith("postgresql")
+
+    @property
     def default_pepper(self) -> bool:
         """True while the token pepper is the public development value."""
         return self.token_pepper == DEV_PEPPER

@@ -177,7 +177,7 @@ def _train(run: Run, shutdown: threading.Event) -> str:
     # run in this process and gain nothing from a thread (bench/e2e_overhead.py).
     buffer = MetricBuffer(run.factory, run.lease, flush_seconds=settings.metrics_flush_seconds,
                           flush_rows=settings.metrics_flush_rows,
-                          background=not settings.database_url.startswith("sqlite"))
+                          background=settings.on_postgres)
     checkpoints = _Checkpointer(run, buffer, started, settings.checkpoint_interval_s)
     gradchecks = GradcheckRecorder(run.factory, settings, run.lease, trainer, run.lease_lost)
     try:

@@ -200,7 +200,7 @@ class PollCache:
 def init_poll_cache(app: Flask) -> None:
     """Register the cache; call after the authentication hook so `g.user` is known."""
     settings = app.config["GRADTRACE"]
-    feed_url = settings.database_url if settings.database_url.startswith("postgresql") else None
+    feed_url = settings.database_url if settings.on_postgres else None
     app.extensions[EXTENSION] = (PollCache(settings.poll_cache_seconds, feed_url=feed_url)
                                  if settings.poll_cache_seconds > 0 else None)
     app.after_request(_drop_after_write)

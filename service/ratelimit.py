@@ -2,9 +2,10 @@
 
 Counted with the `limits` library's sliding-window counter: one Redis round trip per
 request, O(1) whatever the rate; a process that sees many requests of one user counts
-them a few at a time (service/rate_reservations.py), never letting more through. The counters live in `rate_limit_storage_uri`: Redis
-whenever the broker is Redis, so every API process shares them (an in-memory store would
-give each process its own budget); memory:// only in the embedded single-process mode.
+them a few at a time (service/rate_reservations.py), never letting more through. The
+counters live in `rate_limit_storage_uri`: Redis whenever the broker is Redis, so every
+API process shares them (an in-memory store would give each process its own budget);
+memory:// only in the embedded single-process mode.
 If the shared store fails, this process counts in memory until it answers again: a broken
 counter store must neither lock everyone out nor lift the limit.
 

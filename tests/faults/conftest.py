@@ -162,17 +162,6 @@ class FaultStack:
         return figures
 
 
-def wait_until(condition, timeout: float = 60.0, every: float = 0.02):
-    """Poll `condition` until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError(f"condition not met in {timeout} s")
-
-
 def submit(client, dataset_id: str, name: str = "fault", **training) -> str:
     body = {"dataset_id": dataset_id, "name": name, **FAULT_SPEC,
             "training": {**FAULT_SPEC["training"], **training}}

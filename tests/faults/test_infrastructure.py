@@ -12,8 +12,8 @@ from sqlalchemy.exc import OperationalError
 
 from jobs.db import session_scope
 from jobs.models import Job
-from tests.faults.conftest import create_dataset, submit, wait_until
-from tests.integration.services import PG_ADMIN_URL
+from tests.faults.conftest import create_dataset, submit
+from tests.integration.services import PG_ADMIN_URL, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

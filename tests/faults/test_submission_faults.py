@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from jobs.artifacts import CHECKPOINT, load_artifact
 from jobs.db import session_scope
 from jobs.models import Job
-from tests.faults.conftest import FAULT_SPEC, create_dataset, submit, wait_until
-from tests.integration.services import HttpServer
+from tests.faults.conftest import FAULT_SPEC, create_dataset, submit
+from tests.integration.services import HttpServer, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from tests.faults.conftest import create_dataset, submit, wait_until
+from tests.faults.conftest import create_dataset, submit
+from tests.integration.services import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 # bench/faults.py raises this for the soak.

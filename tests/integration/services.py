@@ -134,6 +134,17 @@ class HttpServer:
         self.server.shutdown()
 
 
+def wait_until(condition, timeout: float = 60.0, every: float = 0.02):
+    """Poll `condition` until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"condition not met in {timeout} s")
+
+
 def wait_for_status(client: httpx.Client, job_id: str, statuses: set[str],
                     timeout: float = 120) -> dict:
     deadline = time.monotonic() + timeout

@@ -1,9 +1,13 @@
-"""Service fixtures: a user with a dataset, and a helper that trains a job in-process."""
+"""Service fixtures: a user with a dataset and a queued job, a helper that trains a job
+in-process, and the SQL statements the app runs."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event
 
+from jobs import metric_reader
 from jobs.training import run_job
+from tests.factories import xor_job
 
 
 @pytest.fixture
@@ -24,3 +28,26 @@ def train(session_factory, settings):
     def run(job_id: str) -> str:
         return run_job(session_factory, settings, job_id, worker_id="test-worker")
     return run
+
+
+@pytest.fixture
+def statements(app, monkeypatch):
+    """The SQL statements the app runs, in order: through SQLAlchemy, and the metric
+    reads that go to the driver directly (jobs.metric_reader.driver_rows)."""
+    seen: list[str] = []
+    event.listen(app.extensions["gradtrace_engine"], "before_cursor_execute",
+                 lambda conn, cursor, sql, *args: seen.append(sql))
+    direct = metric_reader.driver_rows
+
+    def counted(session, statement):
+        seen.append(str(statement))
+        return direct(session, statement)
+    monkeypatch.setattr(metric_reader, "driver_rows", counted)
+    return seen
+
+
+@pytest.fixture
+def job_id(client, alice, xor_dataset) -> str:
+    resp = client.post("/v1/jobs", json=xor_job(xor_dataset, epochs=5), headers=alice)
+    assert resp.status_code == 202
+    return resp.get_json()["id"]

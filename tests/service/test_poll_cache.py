@@ -1,4 +1,5 @@
-"""Polled reads served again while the job row is unchanged, never staler than the database."""
+"""Polled reads served again while the job row is unchanged (here on SQLite, where every
+poll checks the job's version), coalesced while computed, bounded in age and size."""
 from __future__ import annotations
 
 import threading
@@ -8,35 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import event
 
-from jobs import metric_reader
 from jobs.db import session_scope
 from jobs.models import Job
 from service.poll_cache import MAX_ENTRY_BYTES, MAX_TOTAL_BYTES, PollCache
-from tests.factories import claimed_metric_buffer, epoch_record, xor_job
-
-
-@pytest.fixture
-def statements(app, monkeypatch):
-    """The SQL statements the app runs, in order: through SQLAlchemy, and the metric
-    reads that go to the driver directly (jobs.metric_reader.driver_rows)."""
-    seen: list[str] = []
-    event.listen(app.extensions["gradtrace_engine"], "before_cursor_execute",
-                 lambda conn, cursor, sql, *args: seen.append(sql))
-    direct = metric_reader.driver_rows
-
-    def counted(session, statement):
-        seen.append(str(statement))
-        return direct(session, statement)
-    monkeypatch.setattr(metric_reader, "driver_rows", counted)
-    return seen
-
-
-@pytest.fixture
-def job_id(client, alice, xor_dataset) -> str:
-    resp = client.post("/v1/jobs", json=xor_job(xor_dataset, epochs=5), headers=alice)
-    assert resp.status_code == 202
-    return resp.get_json()["id"]
-
+from tests.factories import claimed_metric_buffer, epoch_record
 
 POLLS = ["/v1/jobs/{id}", "/v1/jobs/{id}/metrics?since_epoch=0",
          "/v1/jobs/{id}/metrics?since_epoch=2&max_points=10", "/v1/jobs/{id}/metrics?format=csv"]

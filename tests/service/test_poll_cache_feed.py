@@ -5,15 +5,15 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from jobs.change_feed import APPLICATION_NAME
 from jobs.db import make_engine, make_sessionmaker, session_scope
 from jobs.lease import claim
 from jobs.settings import Settings
 from service.poll_cache import EXTENSION
-from tests.factories import claimed_metric_buffer, epoch_record, xor_job
-from tests.integration.services import fresh_postgres_database, migrate
+from tests.factories import claimed_metric_buffer, epoch_record
+from tests.integration.services import fresh_postgres_database, migrate, wait_until
 
 
 @pytest.fixture
@@ -31,33 +31,8 @@ def session_factory(settings):
     engine.dispose()
 
 
-@pytest.fixture
-def statements(app):
-    seen: list[str] = []
-    event.listen(app.extensions["gradtrace_engine"], "before_cursor_execute",
-                 lambda conn, cursor, sql, *args: seen.append(sql))
-    return seen
-
-
-@pytest.fixture
-def job_id(client, alice, xor_dataset) -> str:
-    resp = client.post("/v1/jobs", json=xor_job(xor_dataset, epochs=5), headers=alice)
-    assert resp.status_code == 202
-    return resp.get_json()["id"]
-
-
-def wait_until(condition, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise TimeoutError("condition not met")
-
-
 def feed_generation(app) -> int:
-    return wait_until(lambda: app.extensions[EXTENSION].listening())
+    return wait_until(lambda: app.extensions[EXTENSION].listening(), timeout=10)
 
 
 def test_a_confirmed_entry_is_served_without_the_database(app, client, alice, job_id,
