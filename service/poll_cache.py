@@ -157,12 +157,11 @@ class PollCache:
             flight = self._flights[key] = Flight()
             return flight, True
 
-    def land(self, key: Key, flight: Flight, response: Response | None) -> None:
-        """The first asker is done: share its answer if it is a whole 200, then release."""
+    def land(self, key: Key, flight: Flight, body: bytes | None, mimetype: str) -> None:
+        """The first asker is done: share its answer (None: none to share), release."""
         with self._lock:
             self._flights.pop(key, None)
-        if response is not None and response.status_code == 200 and not response.is_streamed:
-            flight.body, flight.mimetype = response.get_data(), response.mimetype
+        flight.body, flight.mimetype = body, mimetype
         flight.landed.set()
 
     def job_changed(self, job_id: str) -> None:
@@ -235,14 +234,15 @@ def polled(job_id: str, view: Callable[[Session, Job], object]) -> Response:
         if flight.landed.wait(FLIGHT_WAIT_S) and flight.body is not None:
             return Response(flight.body, mimetype=flight.mimetype)
         return _compute(job_id, view)[0]  # the first one failed or took too long
-    response = None
+    body, mimetype = None, ""  # shared and kept only if the answer is a whole 200
     try:
         response, version = _compute(job_id, view)
         if response.status_code == 200 and not response.is_streamed:
+            body, mimetype = response.get_data(), response.mimetype
             cache.listening()  # the feed runs from a process's first poll on
-            cache.put(key, job_id, version, response.get_data(), response.mimetype)
+            cache.put(key, job_id, version, body, mimetype)
     finally:
-        cache.land(key, flight, response)
+        cache.land(key, flight, body, mimetype)
     return response
 
 

@@ -1,8 +1,14 @@
 """Real jobs through HTTP and real worker processes, on both stacks."""
 from __future__ import annotations
 
-import pytest
+import time
 
+import pytest
+from sqlalchemy import text
+
+from jobs.change_feed import APPLICATION_NAME
+from jobs.db import session_scope
+from jobs.models import Job
 from tests.factories import long_job, xor_job
 from tests.integration.services import wait_for_status
 
@@ -78,3 +84,30 @@ def test_bad_spec_is_refused_before_queueing(client, dataset_id):
     resp = client.post("/v1/jobs", json=body)
     assert resp.status_code == 422
     assert resp.json()["error"]["details"][0]["field"] == "network.layers[0].activation"
+
+
+def test_a_polled_job_shows_what_the_worker_commits_well_within_the_cache_age(client, stack,
+                                                                              dataset_id):
+    """Polls are answered from the API's cache (service/poll_cache.py), kept current on
+    PostgreSQL by the job-change feed and on SQLite by a version check per poll: the job
+    finishing shows within a second of its commit, not after `poll_cache_seconds` (5 s)."""
+    job_id = client.post("/v1/jobs", json=xor_job(dataset_id, epochs=20000)).json()["id"]
+    committed_at = None
+    deadline = time.monotonic() + 120
+    while client.get(f"/v1/jobs/{job_id}").json()["status"] != "succeeded":
+        assert time.monotonic() < deadline, "the job did not finish"
+        if committed_at is None and _stored_status(stack, job_id) == "succeeded":
+            committed_at = time.monotonic()
+        time.sleep(0.02)
+    assert committed_at is None or time.monotonic() - committed_at < 1.0
+    if stack.kind != "embedded":  # the answers came through the feed, not version checks
+        with session_scope(stack.factory) as session:
+            feeds = session.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name "
+                "AND datname = current_database()"), {"name": APPLICATION_NAME}).scalar_one()
+        assert feeds == 1
+
+
+def _stored_status(stack, job_id: str) -> str:
+    with session_scope(stack.factory) as session:
+        return session.get(Job, job_id).status
