@@ -99,7 +99,6 @@ def with_head(body: bytes, **head) -> bytes:
 
 def build_archive(session: Session, job: Job) -> MetricArchive | None:
     """The job's rows as columns; None unless every epoch has every layer's row."""
-    n_layers = len(job.spec["network"]["layers"])
     epoch_rows = session.execute(
         select(EpochMetric.epoch, *[getattr(EpochMetric, c) for c in EPOCH_COLUMNS])
         .where(EpochMetric.job_id == job.id).order_by(EpochMetric.epoch)).all()
@@ -108,12 +107,19 @@ def build_archive(session: Session, job: Job) -> MetricArchive | None:
                *[getattr(LayerMetric, f) for f in LAYER_FIELDS])
         .where(LayerMetric.job_id == job.id)
         .order_by(LayerMetric.epoch, LayerMetric.layer)).all()
+    return columns_from_rows(list(map(tuple, epoch_rows)), list(map(tuple, layer_rows)),
+                             len(job.spec["network"]["layers"]))
+
+
+def columns_from_rows(epoch_rows: list[tuple], layer_rows: list[tuple],
+                      n_layers: int) -> MetricArchive | None:
+    """Columns from (epoch, *EPOCH_COLUMNS) and (epoch, layer, *LAYER_FIELDS) tuples, both
+    in epoch order (layers within an epoch in order); None unless every epoch has one row
+    for each of `n_layers` layers."""
     # float64 from tuples turns NULL (None) into NaN in C; from Row objects it is 10x
     # slower (each goes through the generic sequence protocol).
-    epochs = np.array(list(map(tuple, epoch_rows)), dtype=np.float64).reshape(
-        -1, 1 + len(EPOCH_COLUMNS))
-    layers = np.array(list(map(tuple, layer_rows)), dtype=np.float64).reshape(
-        -1, 2 + len(LAYER_FIELDS))
+    epochs = np.array(epoch_rows, dtype=np.float64).reshape(-1, 1 + len(EPOCH_COLUMNS))
+    layers = np.array(layer_rows, dtype=np.float64).reshape(-1, 2 + len(LAYER_FIELDS))
     epoch = epochs[:, 0].astype(np.int64)
     if len(layers) != len(epoch) * n_layers or (
             len(layers) and not (np.array_equal(layers[:, 0], np.repeat(epoch, n_layers))

@@ -10,6 +10,7 @@ import csv
 import io
 from itertools import groupby
 from operator import itemgetter
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import select
@@ -20,6 +21,9 @@ from jobs.metric_archive import (EPOCH_COLUMNS, MetricArchive, archive_columns, 
 from jobs.metric_writer import LAYER_FIELDS
 from jobs.models import FINISHED_STATUSES, EpochMetric, Job, LayerMetric
 
+if TYPE_CHECKING:  # it imports this module
+    from jobs.running_columns import RunningColumns
+
 # Up to this many kept epochs, their rows are fetched by an IN list (well under SQLite's
 # 32,766 bound parameters); beyond, by an epoch range.
 SPARSE_READ_EPOCHS = 2000
@@ -27,13 +31,18 @@ SPARSE_READ_EPOCHS = 2000
 
 def read_metrics(session: Session, job: Job, *, since_epoch: int = 0,
                  max_points: int | None = None,
-                 archive: MetricArchive | None = None) -> dict:
+                 archive: MetricArchive | None = None,
+                 running: RunningColumns | None = None) -> dict:
     """Columns of every recorded epoch after `since_epoch`, as lists (None: non-finite).
 
     With `max_points`, epochs are cut into max_points // 2 windows and each window keeps
     the epochs where the train loss is lowest and highest, so spikes survive.
-    `archive` is the job's, if the caller already has it.
+    `archive` is the job's, if the caller already has it; `running`, the process's copy
+    of running jobs' columns, if it has one (it drops a finished job's copy).
     """
+    columns = running.read(session, job, since_epoch, max_points) if running else None
+    if columns is not None:
+        return as_lists(columns)
     if archive is None and job.status in FINISHED_STATUSES:
         archive = load_archive(session, job)
     if archive is not None:

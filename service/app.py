@@ -13,6 +13,7 @@ from service.hardening import (check_deployment_settings, init_hardening,
                                refuse_oversized_stream)
 from service.jsonio import StrictJSONProvider, strict_loads
 from service.openapi_doc import finish_openapi
+from service.metric_columns import init_metric_columns
 from service.poll_cache import init_poll_cache
 from service.queue import init_queue
 from service.ratelimit import init_rate_limit
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.before_request(_parse_json_body)
     init_rate_limit(app)  # after require_user: the limit is keyed by the user
     init_poll_cache(app)
+    init_metric_columns(app)
     init_hardening(app)
     _register_blueprints(app)
     finish_openapi(app)

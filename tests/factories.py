@@ -43,12 +43,14 @@ def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-def epoch_record(epoch: int) -> dict:
-    """One recorded epoch of a one-layer network, as the engine's record dict."""
+def epoch_record(epoch: int, layers: int = 1) -> dict:
+    """One recorded epoch of a network with `layers` layers, as the engine's record dict
+    (each layer's delta norm tells its epoch and layer apart)."""
     return {"epoch": epoch, "train_loss": 0.5, "val_loss": None, "train_accuracy": 0.5,
             "val_accuracy": None, "learning_rate": 0.1, "seconds": 0.0,
-            "layers": [{"layer": 1, "weight_grad_norm": 1.0, "bias_grad_norm": 1.0,
-                        "delta_norm": 1.0, "weight_norm": 1.0, "update_ratio": 0.1}]}
+            "layers": [{"layer": k, "weight_grad_norm": 1.0, "bias_grad_norm": 1.0,
+                        "delta_norm": epoch + k / 10, "weight_norm": 1.0,
+                        "update_ratio": 0.1} for k in range(1, layers + 1)]}
 
 
 def claimed_metric_buffer(factory, job_id: str) -> MetricBuffer:

@@ -10,6 +10,7 @@ from pydantic import Field
 from jobs import submission
 from jobs.metric_reader import read_metrics
 from service.auth import current_user_id
+from service.metric_columns import running_columns
 from service.plotting import render_job_plot
 from service.schemas import IdPath, Strict
 from service.session import db
@@ -33,7 +34,8 @@ class PlotQuery(Strict):
 def job_plot(path: IdPath, query: PlotQuery):
     session = db()
     job = submission.get_job(session, current_user_id(), path.id)
-    metrics = read_metrics(session, job, max_points=query.max_points)
+    metrics = read_metrics(session, job, max_points=query.max_points,
+                           running=running_columns())
     title = f"{job.name or 'job'} {job.id[:8]} ({job.status}, epoch {job.epoch}/{job.epochs})"
     png = render_job_plot(metrics, title=title, kind=query.kind, width=query.width,
                           height=query.height)

@@ -13,6 +13,7 @@ from jobs.metric_archive import (archive_columns, ensure_archive, load_full_json
 from jobs.metric_reader import metrics_csv, read_metrics
 from jobs.models import FINISHED_STATUSES
 from service.auth import current_user_id
+from service.metric_columns import running_columns
 from service.poll_cache import polled
 from service.schemas import IdPath, MetricsQuery, ModelQuery, PredictBody
 from service.session import db
@@ -29,17 +30,19 @@ def get_metrics(path: IdPath, query: MetricsQuery):
 
 def _metrics(session, job, query: MetricsQuery):
     head = {"job_id": job.id, "status": job.status}
-    whole = query.since_epoch == 0 and query.max_points is None
-    if query.format == "json" and whole and job.status in FINISHED_STATUSES:
-        full = load_full_json(session, job)
-        if full is not None:
-            return _json(with_head(full, **head))
-    archive = _archive(session, job)
-    if archive is not None:
-        metrics = archive_columns(archive, job, query.since_epoch, query.max_points)
-    else:
-        metrics = read_metrics(session, job, since_epoch=query.since_epoch,
-                               max_points=query.max_points)
+    # A running job's long history, from this process's copy (None once it has finished)
+    metrics = running_columns().read(session, job, query.since_epoch, query.max_points)
+    if metrics is None:
+        whole = query.since_epoch == 0 and query.max_points is None
+        if query.format == "json" and whole and job.status in FINISHED_STATUSES:
+            full = load_full_json(session, job)
+            if full is not None:
+                return _json(with_head(full, **head))
+        archive = _archive(session, job)
+        metrics = (archive_columns(archive, job, query.since_epoch, query.max_points)
+                   if archive is not None else
+                   read_metrics(session, job, since_epoch=query.since_epoch,
+                                max_points=query.max_points))
     if query.format == "csv":
         return Response(metrics_csv(metrics), mimetype="text/csv")
     return _json(metrics_json(metrics, **head))

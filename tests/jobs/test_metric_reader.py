@@ -3,32 +3,20 @@ both from the rows (a running job) and from a finished job's metric archive."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import ExitStack
 
 import pytest
-from sqlalchemy.orm import Session
 
 from jobs.metric_archive import ensure_archive
 from jobs.metric_reader import SPARSE_READ_EPOCHS, read_metrics
 from jobs.metric_writer import EpochMetric, LayerMetric, insert_ignoring_duplicates
-from jobs.db import make_engine, make_sessionmaker
-from jobs.models import Base, Job
-from tests.integration.services import fresh_postgres_database
+from jobs.models import Job
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def session(request, tmp_path) -> Iterator[Session]:
+
+@pytest.fixture
+def engine(either_engine):
     """Both databases: a running job's columns come from the driver's rows
     (jobs.metric_reader.driver_rows), whose SQL and parameters each dialect renders."""
-    with ExitStack() as stack:
-        url = (f"sqlite:///{tmp_path / 'metrics.db'}" if request.param == "sqlite"
-               else stack.enter_context(fresh_postgres_database()))
-        engine = make_engine(url)
-        stack.callback(engine.dispose)
-        Base.metadata.create_all(engine)
-        s = make_sessionmaker(engine)()
-        stack.callback(s.close)
-        yield s
+    return either_engine
 
 
 SPEC = {"network": {"layers": [{"units": 4, "activation": "tanh"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event
 
-from jobs import metric_reader
+from jobs import metric_reader, running_columns
 from jobs.training import run_job
 from tests.factories import xor_job
 
@@ -33,7 +33,8 @@ def train(session_factory, settings):
 @pytest.fixture
 def statements(app, monkeypatch):
     """The SQL statements the app runs, in order: through SQLAlchemy, and the metric
-    reads that go to the driver directly (jobs.metric_reader.driver_rows)."""
+    reads that go to the driver directly (jobs.metric_reader.driver_rows, also called by
+    jobs.running_columns)."""
     seen: list[str] = []
     event.listen(app.extensions["gradtrace_engine"], "before_cursor_execute",
                  lambda conn, cursor, sql, *args: seen.append(sql))
@@ -42,7 +43,8 @@ def statements(app, monkeypatch):
     def counted(session, statement):
         seen.append(str(statement))
         return direct(session, statement)
-    monkeypatch.setattr(metric_reader, "driver_rows", counted)
+    for module in (metric_reader, running_columns):
+        monkeypatch.setattr(module, "driver_rows", counted)
     return seen
 
 
