@@ -225,6 +225,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--think-ms", type=int, default=250,
                         help="client think time of the polling model (ms)")
+    parser.add_argument("--keep-log", type=Path, default=None,
+                        help="copy gradtrace's access log here (per-request server times)")
     parser.add_argument("--gunicorn-args", default="",
                         help="extra GUNICORN_CMD_ARGS for both servers, e.g. '--workers=4'")
     args = parser.parse_args()
@@ -274,6 +276,8 @@ def main() -> None:
         with httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}) as h:
             epochs = [h.get(f"/v1/jobs/{j}").json()["progress"]["epoch"] for j in jobs]
         inside = server_times(api.log)
+        if args.keep_log is not None:
+            shutil.copyfile(api.log, args.keep_log)
 
     print(f"\n{seconds} s runs, {rounds} round(s), {CONNECTIONS} connections, wrk -t2; "
           f"rate limit raised to {BENCH_RATE_LIMIT} for the benchmark; "

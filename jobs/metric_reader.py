@@ -145,11 +145,35 @@ def driver_rows(session: Session, statement) -> list[tuple]:
                                  compile_kwargs={"render_postcompile": True})
     params = ([compiled.params[name] for name in compiled.positiontup]
               if compiled.positional else compiled.params)
+    return _fetch(conn, str(compiled), params)
+
+
+class Prepared:
+    """A statement with named bind parameters, compiled once per dialect, whose rows come
+    as driver_rows' do. Compiling a select costs about 0.2 ms, as much as running a
+    small one: a poll for a running job's newest epochs runs two."""
+
+    def __init__(self, statement):
+        self.statement = statement
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+
+    def rows(self, session: Session, **params) -> list[tuple]:
+        conn = session.connection()
+        entry = self._compiled.get(conn.dialect.name)
+        if entry is None:
+            compiled = self.statement.compile(dialect=conn.dialect)
+            entry = (str(compiled), tuple(compiled.positiontup) if compiled.positional else None)
+            self._compiled[conn.dialect.name] = entry
+        sql, order = entry
+        return _fetch(conn, sql, params if order is None else [params[k] for k in order])
+
+
+def _fetch(conn, sql: str, params) -> list[tuple]:
     driver = conn.connection.driver_connection
     # psycopg: binary results, whose floats load without parsing text (SQLite has no choice)
     cursor = driver.cursor(binary=True) if conn.dialect.name == "postgresql" else driver.cursor()
     try:
-        cursor.execute(str(compiled), params)
+        cursor.execute(sql, params)
         return cursor.fetchall()
     finally:
         cursor.close()

@@ -1,13 +1,20 @@
-"""A per-process copy of running jobs' metric columns that grows by the new epochs only.
+"""A per-process copy of running jobs' metric columns, read from the database once.
 
 A running job's stored metrics only ever grow at the end: a flush commits a contiguous
-run of epochs after the previous one, its epoch rows and layer rows in one transaction
-(jobs/metric_writer.py writes one flush at a time, in epoch order); a stored row is never
-changed (a resumed run's re-computed epochs are skipped) and goes only with its job. So
-once a process has read a job's columns up to epoch E, any later read needs only the
-rows after E. Without this, every read of a running job's whole history fetched all of
-its rows again: 1.1 s for 60,000 epochs of a 3-layer network on PostgreSQL, what each
-dashboard opening on a long job asks for first.
+run of epochs after the previous one, its epoch rows and layer rows in one transaction,
+with the job's progress (jobs/metric_writer.py writes one flush at a time, in epoch
+order); a stored row is never changed (a resumed run's re-computed epochs are skipped)
+and goes only with its job. So a process keeps each polled running job's columns for a
+range of epochs (first, last] and reads from the database only
+
+- the epochs after `last`, and only when the job's progress has moved since it last
+  looked (a poll of a job between two flushes reads no metric rows at all); and
+- the epochs between a read's `since_epoch` and `first`, once, when a read asks for
+  older epochs than any before it (a dashboard opening on a long job).
+
+Without this, every poll read its epochs from the rows, and a read of a running job's
+whole history fetched all of them again: 1.1 s for 60,000 epochs of a 3-layer network
+on PostgreSQL, what each dashboard opening on a long job asks for first.
 
 The copy is numpy columns with room to grow (a MetricArchive's layout, so reads cut it
 with the archive's own rule and encode it the same way). Bounded per process by
@@ -26,44 +33,54 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from jobs.metric_archive import (EPOCH_COLUMNS, MetricArchive, archive_columns,
                                  columns_from_rows)
-from jobs.metric_reader import driver_rows
+from jobs.metric_reader import Prepared
 from jobs.metric_writer import LAYER_FIELDS
 from jobs.models import FINISHED_STATUSES, EpochMetric, Job, LayerMetric
 
-# A read that would fetch fewer epochs than this from the rows does so, unless the job's
-# copy exists already: a poll for what is new is one small indexed read either way.
-MIN_EPOCHS = 1000
 MAX_BYTES = 64 * 1024 * 1024
 IDLE_S = 120.0
+NO_END = 2**31 - 1  # `epoch` is a 32-bit integer column
+
+_EPOCHS = Prepared(select(EpochMetric.epoch, *[getattr(EpochMetric, c) for c in EPOCH_COLUMNS])
+                   .where(EpochMetric.job_id == bindparam("job_id"),
+                          EpochMetric.epoch > bindparam("after"),
+                          EpochMetric.epoch <= bindparam("upto"))
+                   .order_by(EpochMetric.epoch))
+_LAYERS = Prepared(select(LayerMetric.epoch, LayerMetric.layer,
+                          *[getattr(LayerMetric, f) for f in LAYER_FIELDS])
+                   .where(LayerMetric.job_id == bindparam("job_id"),
+                          LayerMetric.epoch > bindparam("after"),
+                          LayerMetric.epoch <= bindparam("upto"))
+                   .order_by(LayerMetric.epoch, LayerMetric.layer))
+
+
+def epoch_bytes(n_layers: int) -> int:
+    """What one epoch of a copy holds: its number, the epoch columns, each layer's."""
+    return 8 * (1 + len(EPOCH_COLUMNS) + n_layers * len(LAYER_FIELDS))
 
 
 class _Copy:
-    """One job's columns: the first `n` of arrays with room for `capacity` epochs."""
+    """One job's recorded epochs in (first, last]: the first `n` of arrays with room for
+    `capacity` epochs. `progress` is the job's progress when the copy last read the rows
+    after `last`: every epoch up to it is here."""
 
-    def __init__(self, n_layers: int):
-        self.lock = threading.Lock()  # one tail read at a time; the others wait for it
+    def __init__(self, n_layers: int, first: int):
+        self.lock = threading.Lock()  # one database read at a time; the others wait for it
         self.n_layers, self.n, self.capacity = n_layers, 0, 0
+        self.first = self.last = first
+        self.progress = -1
         self.epoch = np.empty(0, np.int64)
         self.values = np.empty((len(EPOCH_COLUMNS), 0))
         self.layers = np.empty((n_layers, len(LAYER_FIELDS), 0))
         self.read_at = 0.0
 
-    @property
-    def last_epoch(self) -> int:
-        return int(self.epoch[self.n - 1]) if self.n else 0
-
-    @staticmethod
-    def epoch_bytes(n_layers: int) -> int:
-        return 8 * (1 + len(EPOCH_COLUMNS) + n_layers * len(LAYER_FIELDS))
-
     def nbytes(self, capacity: int | None = None) -> int:
-        return self.epoch_bytes(self.n_layers) * (
-            self.capacity if capacity is None else capacity)
+        return epoch_bytes(self.n_layers) * (self.capacity if capacity is None else capacity)
 
     def capacity_for(self, epochs: int, limit: int) -> int:
         """The capacity that holds `epochs`: doubling (amortised appends), at most
@@ -73,8 +90,8 @@ class _Copy:
         return max(epochs, min(max(2 * self.capacity, 1024), limit))
 
     def view(self) -> MetricArchive:
-        """The filled part. Appends write past it and growth copies to new arrays, so a
-        view stays valid while other threads extend the copy."""
+        """The filled part. Appends write past it and growth or a prepend copies to new
+        arrays, so a view stays valid while other threads extend the copy."""
         n = self.n
         return MetricArchive(self.epoch[:n], {c: self.values[i, :n]
                                               for i, c in enumerate(EPOCH_COLUMNS)},
@@ -83,20 +100,32 @@ class _Copy:
     def append(self, tail: MetricArchive, capacity: int) -> None:
         n, k = self.n, len(tail.epoch)
         if capacity > self.capacity:
-            self._grow(capacity)
-        self.epoch[n:n + k] = tail.epoch
-        for i, c in enumerate(EPOCH_COLUMNS):
-            self.values[i, n:n + k] = tail.columns[c]
-        self.layers[:, :, n:n + k] = tail.layers
+            self._move(capacity, 0)
+        self._put(n, tail)
         self.n = n + k
 
-    def _grow(self, capacity: int) -> None:
-        n = self.n
+    def prepend(self, head: MetricArchive, capacity: int) -> None:
+        k = len(head.epoch)
+        self._move(max(capacity, self.capacity), k)
+        self._put(0, head)
+        self.n += k
+
+    def _put(self, at: int, part: MetricArchive) -> None:
+        k = len(part.epoch)
+        self.epoch[at:at + k] = part.epoch
+        for i, c in enumerate(EPOCH_COLUMNS):
+            self.values[i, at:at + k] = part.columns[c]
+        self.layers[:, :, at:at + k] = part.layers
+
+    def _move(self, capacity: int, offset: int) -> None:
+        """Into new arrays of `capacity` epochs, the filled part starting at `offset`."""
+        n, end = self.n, offset + self.n
         epoch = np.empty(capacity, np.int64)
         values = np.empty((len(EPOCH_COLUMNS), capacity))
         layers = np.empty((self.n_layers, len(LAYER_FIELDS), capacity))
-        epoch[:n], values[:, :n], layers[:, :, :n] = self.epoch[:n], self.values[:, :n], \
-            self.layers[:, :, :n]
+        epoch[offset:end] = self.epoch[:n]
+        values[:, offset:end] = self.values[:, :n]
+        layers[:, :, offset:end] = self.layers[:, :, :n]
         self.epoch, self.values, self.layers, self.capacity = epoch, values, layers, capacity
 
 
@@ -104,9 +133,8 @@ class RunningColumns:
     """Running jobs' columns by job id, in this process (shared by its threads)."""
 
     def __init__(self, max_bytes: int = MAX_BYTES, idle_s: float = IDLE_S,
-                 clock: Callable[[], float] = time.monotonic, min_epochs: int = MIN_EPOCHS):
-        self.max_bytes, self.idle_s, self.min_epochs = max_bytes, idle_s, min_epochs
-        self._clock = clock
+                 clock: Callable[[], float] = time.monotonic):
+        self.max_bytes, self.idle_s, self._clock = max_bytes, idle_s, clock
         self._copies: OrderedDict[str, _Copy] = OrderedDict()  # least recently read first
         self._lock = threading.Lock()
         # A forked child (gunicorn --preload) starts empty: a lock held by a thread of
@@ -120,22 +148,16 @@ class RunningColumns:
     def read(self, session: Session, job: Job, since_epoch: int = 0,
              max_points: int | None = None) -> dict | None:
         """read_metrics' columns, as numpy arrays, of the running `job` (already checked
-        to be the caller's); None when its rows should be read instead (a finished job,
-        a short read with no copy yet, a history too big to keep, or rows that are not
-        one per epoch and layer)."""
+        to be the caller's, and loaded in this transaction); None when its rows should be
+        read instead (a finished job, a history too big to keep, or rows that are not one
+        per epoch and layer)."""
         copy = self._copy_for(job, since_epoch)
         if copy is None:
             return None
         with copy.lock:
-            tail = self._tail(session, job, copy.last_epoch, copy.n_layers)
-            limit = self.max_bytes // copy.epoch_bytes(copy.n_layers)
-            if tail is None or copy.n + len(tail.epoch) > limit:
+            if not self._extend(session, job, copy, since_epoch):
                 self.forget(job.id)
                 return None
-            if len(tail.epoch):
-                capacity = copy.capacity_for(copy.n + len(tail.epoch), limit)
-                self._make_room(copy, capacity)
-                copy.append(tail, capacity)
             view = copy.view()
         return archive_columns(view, job, since_epoch, max_points)
 
@@ -159,22 +181,41 @@ class RunningColumns:
         with self._lock:
             copy = self._copies.get(job.id)
             if copy is None:
-                if not self._worth_keeping(job, since_epoch):
-                    return None
-                copy = self._copies[job.id] = _Copy(len(job.spec["network"]["layers"]))
+                n_layers = len(job.spec["network"]["layers"])
+                every = job.spec.get("record", {}).get("every_epochs", 1)
+                if ((job.epoch or 0) // every + 1) * epoch_bytes(n_layers) > self.max_bytes:
+                    return None  # its progress says the history cannot fit
+                # Every epoch up to the job's progress is stored, so a copy may start there.
+                copy = self._copies[job.id] = _Copy(n_layers, min(since_epoch, job.epoch or 0))
             self._copies.move_to_end(job.id)
             copy.read_at = now
             for job_id in [j for j, c in self._copies.items() if now - c.read_at > self.idle_s]:
                 del self._copies[job_id]
             return copy
 
-    def _worth_keeping(self, job: Job, since_epoch: int) -> bool:
-        """A read of many epochs, of a history that fits (the job's progress bounds the
-        number of recorded epochs)."""
-        stored = (job.epoch or 0) // job.spec.get("record", {}).get("every_epochs", 1) + 1
-        per_epoch = _Copy.epoch_bytes(len(job.spec["network"]["layers"]))
-        return ((job.epoch or 0) - since_epoch >= self.min_epochs
-                and stored * per_epoch <= self.max_bytes)
+    def _extend(self, session: Session, job: Job, copy: _Copy, since_epoch: int) -> bool:
+        """Read what the copy lacks for this read; False if it cannot be kept."""
+        limit = self.max_bytes // epoch_bytes(copy.n_layers)
+        if since_epoch < copy.first:
+            head = self._rows(session, job, copy.n_layers, since_epoch, copy.first)
+            if head is None or copy.n + len(head.epoch) > limit:
+                return False
+            capacity = copy.capacity_for(copy.n + len(head.epoch), limit)
+            self._make_room(copy, capacity)
+            copy.prepend(head, capacity)
+            copy.first = since_epoch
+        progress = job.epoch or 0  # loaded before this read: rows up to it are committed
+        if progress > copy.progress:
+            tail = self._rows(session, job, copy.n_layers, copy.last, NO_END)
+            if tail is None or copy.n + len(tail.epoch) > limit:
+                return False
+            if len(tail.epoch):
+                capacity = copy.capacity_for(copy.n + len(tail.epoch), limit)
+                self._make_room(copy, capacity)
+                copy.append(tail, capacity)
+                copy.last = int(tail.epoch[-1])
+            copy.progress = progress
+        return True
 
     def _make_room(self, copy: _Copy, capacity: int) -> None:
         """Drop the least recently read other copies until this one fits at `capacity`."""
@@ -187,18 +228,12 @@ class RunningColumns:
                     others -= self._copies.pop(job_id).nbytes()
 
     @staticmethod
-    def _tail(session: Session, job: Job, after: int, n_layers: int) -> MetricArchive | None:
-        """The epochs stored after `after`, with their layers; None if any epoch lacks a
-        layer row. The layer rows are bounded by the last epoch row read: they were
-        committed with it, so a second statement sees all of them (and perhaps more)."""
-        epoch_rows = driver_rows(session, select(EpochMetric.epoch,
-                                                 *[getattr(EpochMetric, c) for c in EPOCH_COLUMNS])
-                                 .where(EpochMetric.job_id == job.id, EpochMetric.epoch > after)
-                                 .order_by(EpochMetric.epoch))
+    def _rows(session: Session, job: Job, n_layers: int, after: int,
+              upto: int) -> MetricArchive | None:
+        """The stored epochs in (after, upto], with their layers; None if any epoch lacks
+        a layer row. The layer rows are bounded by the last epoch row read: they were
+        committed with it, so the second statement sees all of them (and perhaps more)."""
+        epoch_rows = _EPOCHS.rows(session, job_id=job.id, after=after, upto=upto)
         last = epoch_rows[-1][0] if epoch_rows else after
-        layer_rows = driver_rows(session, select(LayerMetric.epoch, LayerMetric.layer,
-                                                 *[getattr(LayerMetric, f) for f in LAYER_FIELDS])
-                                 .where(LayerMetric.job_id == job.id, LayerMetric.epoch > after,
-                                        LayerMetric.epoch <= last)
-                                 .order_by(LayerMetric.epoch, LayerMetric.layer))
+        layer_rows = _LAYERS.rows(session, job_id=job.id, after=after, upto=last)
         return columns_from_rows(epoch_rows, layer_rows, n_layers)

@@ -5,7 +5,8 @@ which owns the rules; their documented JSON Schema comes from `mlp.spec_json_sch
 """
 from __future__ import annotations
 
-import copy
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -18,16 +19,27 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     @classmethod
-    def model_json_schema(cls, *args, **kwargs) -> dict[str, Any]:
+    def model_json_schema(cls, *args, **kwargs) -> Mapping[str, Any]:
         # flask-openapi3 regenerates a query model's whole JSON Schema on every request
-        # (~1 ms) only to read its field types; the schema of a class never changes.
+        # (~1 ms) only to read its field types; the schema of a class never changes. It is
+        # kept read-only rather than copied for each caller (a deep copy cost a polled
+        # metrics request 0.2 ms, a quarter of its time).
         if args or kwargs:
             return super().model_json_schema(*args, **kwargs)
         cached = cls.__dict__.get("_plain_json_schema")
         if cached is None:
-            cached = super().model_json_schema()
+            cached = read_only(super().model_json_schema())
             type.__setattr__(cls, "_plain_json_schema", cached)
-        return copy.deepcopy(cached)
+        return cached
+
+
+def read_only(value: Any) -> Any:
+    """`value` (JSON-like) with every dict a read-only mapping and every list a tuple."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: read_only(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(read_only(v) for v in value)
+    return value
 
 
 class StrictBody(Strict):

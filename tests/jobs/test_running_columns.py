@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import delete
 
 from jobs.db import session_scope
+from jobs import metric_reader
 from jobs.metric_reader import as_lists, read_rows
 from jobs.metric_writer import LAYER_FIELDS, insert_ignoring_duplicates
 from jobs.models import EpochMetric, Job, LayerMetric
@@ -58,7 +59,7 @@ def running_job(session, user):
 
 @pytest.fixture
 def running():
-    return RunningColumns(min_epochs=100)
+    return RunningColumns()
 
 
 @pytest.mark.parametrize("since_epoch", [0, 1, 700, 1100])
@@ -84,13 +85,40 @@ def test_a_second_read_fetches_only_the_epochs_after_the_copy(session, running_j
     assert columns["train_loss"][96] is None and columns["nonfinite"] is True
 
 
-def test_a_short_read_without_a_copy_is_left_to_the_rows(session, running_job, running):
+def test_a_copy_starts_at_its_first_read_and_reads_older_epochs_once(session, running_job,
+                                                                   running):
     job = running_job(1200)
-    assert running.read(session, job, since_epoch=1150) is None
-    assert job.id not in running
-    running.read(session, job)
     assert running.read(session, job, since_epoch=1150)["epoch"].tolist() == list(
-        range(1151, 1201))  # once the copy exists, every read of the job uses it
+        range(1151, 1201))
+    # What the copy holds is not read again, and what is older is read once.
+    session.execute(delete(EpochMetric).where(EpochMetric.epoch > 1150))
+    session.execute(delete(LayerMetric).where(LayerMetric.epoch > 1150))
+    whole = as_lists(running.read(session, job))
+    assert whole["epoch"] == list(range(1, 1201))
+    assert whole["layers"][0]["weight_grad_norm"] == [value(e, 10) for e in range(1, 1201)]
+    session.execute(delete(EpochMetric))
+    session.execute(delete(LayerMetric))
+    assert running.read(session, job, since_epoch=10)["epoch"].tolist() == list(range(11, 1201))
+
+
+def test_rows_are_read_only_when_the_job_has_progressed(session, running_job, running,
+                                                        monkeypatch):
+    reads = []
+    monkeypatch.setattr(metric_reader, "_fetch",
+                        lambda conn, sql, params, direct=metric_reader._fetch:
+                        reads.append(params) or direct(conn, sql, params))
+    job = running_job(1200)
+    running.read(session, job, since_epoch=1190)
+    assert len(reads) == 2  # the epochs after the copy's last, and their layers
+    reads.clear()
+    for since in (1195, 1100, 1100):
+        running.read(session, job, since_epoch=since)
+    assert len(reads) == 2  # once for the older epochs in (1100, 1190]; nothing new
+    reads.clear()
+    store(session, job, range(1201, 1211))  # a flush: rows and the job's progress
+    assert running.read(session, job, since_epoch=1195)["epoch"].tolist() == list(
+        range(1196, 1211))
+    assert len(reads) == 2
 
 
 def test_a_finished_job_drops_its_copy(session, running_job, running):
@@ -109,7 +137,7 @@ def test_an_epoch_missing_a_layer_row_is_left_to_the_rows(session, running_job, 
 
 def test_copies_stay_within_the_bound_dropping_the_least_recently_read(session, running_job):
     # Room for two copies of 1200 epochs (a first read allocates what it holds), not three.
-    running = RunningColumns(max_bytes=int(2.5 * 1200 * EPOCH_BYTES), min_epochs=100)
+    running = RunningColumns(max_bytes=int(2.5 * 1200 * EPOCH_BYTES))
     a, b, c = (running_job(1200) for _ in range(3))
     for job in (a, b, a, c):
         assert running.read(session, job) is not None
@@ -118,14 +146,14 @@ def test_copies_stay_within_the_bound_dropping_the_least_recently_read(session, 
 
 
 def test_a_history_bigger_than_the_bound_is_read_from_the_rows(session, running_job):
-    running = RunningColumns(max_bytes=1000 * EPOCH_BYTES, min_epochs=100)
+    running = RunningColumns(max_bytes=1000 * EPOCH_BYTES)
     job = running_job(1200)
     assert running.read(session, job) is None and running.nbytes == 0
 
 
 def test_an_idle_copy_is_dropped(session, running_job):
     now = [0.0]
-    running = RunningColumns(idle_s=60, clock=lambda: now[0], min_epochs=100)
+    running = RunningColumns(idle_s=60, clock=lambda: now[0])
     a, b = running_job(1200), running_job(1200)
     running.read(session, a)
     now[0] = 61
@@ -150,7 +178,7 @@ def test_readers_in_threads_see_whole_prefixes_while_flushes_commit(session_fact
     session.commit()
     with session_scope(session_factory) as s:
         store(s, s.get(Job, job.id), range(1, 201))
-    running, done, seen, errors = RunningColumns(min_epochs=100), threading.Event(), [], []
+    running, done, seen, errors = RunningColumns(), threading.Event(), [], []
 
     def read_until_done():
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event
 
-from jobs import metric_reader, running_columns
+from jobs import metric_reader
 from jobs.training import run_job
 from tests.factories import xor_job
 
@@ -33,18 +33,16 @@ def train(session_factory, settings):
 @pytest.fixture
 def statements(app, monkeypatch):
     """The SQL statements the app runs, in order: through SQLAlchemy, and the metric
-    reads that go to the driver directly (jobs.metric_reader.driver_rows, also called by
-    jobs.running_columns)."""
+    reads that go to the driver directly (jobs.metric_reader's driver_rows and Prepared)."""
     seen: list[str] = []
     event.listen(app.extensions["gradtrace_engine"], "before_cursor_execute",
                  lambda conn, cursor, sql, *args: seen.append(sql))
-    direct = metric_reader.driver_rows
+    direct = metric_reader._fetch
 
-    def counted(session, statement):
-        seen.append(str(statement))
-        return direct(session, statement)
-    for module in (metric_reader, running_columns):
-        monkeypatch.setattr(module, "driver_rows", counted)
+    def counted(conn, sql, params):
+        seen.append(sql)
+        return direct(conn, sql, params)
+    monkeypatch.setattr(metric_reader, "_fetch", counted)
     return seen
 
 

@@ -6,16 +6,16 @@ import pytest
 
 from jobs.db import session_scope
 from jobs.models import Job
-from jobs.running_columns import MIN_EPOCHS
 from service.metric_columns import EXTENSION
 from tests.factories import claimed_metric_buffer, epoch_record
 
 LAYERS = 2  # the XOR job's network
+HISTORY = 1200
 
 
 @pytest.fixture
 def long_history(session_factory, job_id):
-    """The job, running, with MIN_EPOCHS + 200 epochs stored; call it to flush more."""
+    """The job, running, with HISTORY epochs stored; call it to flush more."""
     buffer = claimed_metric_buffer(session_factory, job_id)
     stored = [0]
 
@@ -24,7 +24,7 @@ def long_history(session_factory, job_id):
             buffer.add(epoch_record(epoch, LAYERS))
         stored[0] += epochs
         buffer.flush()
-    add(MIN_EPOCHS + 200)
+    add(HISTORY)
     return add
 
 
@@ -33,16 +33,20 @@ def test_a_long_history_is_read_once_then_followed(client, alice, app, job_id, l
     copies = app.extensions[EXTENSION]
     url = f"/v1/jobs/{job_id}/metrics?since_epoch=0"
     first = client.get(url, headers=alice).get_json()
-    assert job_id in copies and first["epoch"] == list(range(1, MIN_EPOCHS + 201))
+    assert job_id in copies and first["epoch"] == list(range(1, HISTORY + 1))
     long_history(5)
     statements.clear()
     body = client.get(url, headers=alice).get_json()
-    n = MIN_EPOCHS + 205
+    n = HISTORY + 5
     assert body["epoch"] == list(range(1, n + 1)) and body["status"] == "running"
     assert body["layers"][1]["delta_norm"] == [e + 0.2 for e in range(1, n + 1)]
     # The old epochs came from the copy: the metric reads asked only for the new ones.
     metric_reads = [s for s in statements if "_metrics" in s]
     assert len(metric_reads) == 2 and all("epoch >" in s for s in metric_reads)
+    statements.clear()
+    again = client.get(f"/v1/jobs/{job_id}/metrics?since_epoch={n - 3}", headers=alice)
+    assert again.get_json()["epoch"] == [n - 2, n - 1, n]
+    assert not [s for s in statements if "_metrics" in s]  # no flush since: no metric read
 
 
 def test_downsampled_reads_and_plots_use_the_copy(client, alice, app, job_id, long_history):
@@ -60,5 +64,5 @@ def test_a_finished_job_is_read_from_its_archive(client, alice, app, job_id, lon
     with session_scope(session_factory) as session:
         session.get(Job, job_id).status = "cancelled"  # as the worker finishes it
     body = client.get(f"/v1/jobs/{job_id}/metrics", headers=alice).get_json()
-    assert body["status"] == "cancelled" and len(body["epoch"]) == MIN_EPOCHS + 200
+    assert body["status"] == "cancelled" and len(body["epoch"]) == HISTORY
     assert job_id not in app.extensions[EXTENSION]
