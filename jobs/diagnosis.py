@@ -4,10 +4,12 @@ Each flag names the epoch its condition started (`epoch`), the epoch it stopped 
 (`until`, null while it holds) and explains itself in one line; only a code's earliest
 occurrence is reported. Thresholds and their reasoning are in docs/diagnosis.md.
 
-Cost: the loss detectors read one column of floats; the per-layer conditions are WHERE
-clauses, so the database returns only the epochs where a condition holds (none, on a
-healthy job). Detector state is cached per process and fed only the epochs recorded
-since the previous call, so a poll of a running job reads only what is new.
+Cost: the detectors are fed columns, a chunk of epochs at a time: a finished job's from
+its metric archive (jobs/metric_archive.py), any other job's from two statements per
+chunk (the losses, then every layer row of those epochs), each compiled once; the
+per-layer conditions are numpy comparisons over a chunk's layer columns. Detector state is
+cached per process and fed only the epochs recorded since the previous call, so a poll
+of a running job reads only what is new (two small reads, however many layers).
 """
 from __future__ import annotations
 
@@ -15,14 +17,18 @@ import copy
 import re
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, aliased
+import numpy as np
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
-from jobs.models import EpochMetric, Job, LayerMetric
+from jobs.metric_archive import load_archive
+from jobs.metric_reader import LAYER_ROWS, Prepared
+from jobs.metric_writer import LAYER_FIELDS
+from jobs.models import FINISHED_STATUSES, EpochMetric, Job
 
 VANISHING_RATIO = 1e-2     # ‖δ¹‖ / ‖δᴸ‖ below this: the first layer hears < 1 % of the error
 EXPLODING_RATIO = 1e2      # ... above this: the error is amplified 100× on the way back
@@ -39,6 +45,13 @@ OSCILLATION_GROWTH = 2.0   # window mean against the best loss before the window
 CACHE_JOBS = 512
 READ_CHUNK = 50_000        # epochs per round of queries
 
+WEIGHT_GRAD, DELTA, DEAD, SATURATED = (LAYER_FIELDS.index(f) for f in (
+    "weight_grad_norm", "delta_norm", "dead_fraction", "saturated_fraction"))
+_LOSSES = Prepared(select(EpochMetric.epoch, EpochMetric.train_loss)
+                   .where(EpochMetric.job_id == bindparam("job_id"),
+                          EpochMetric.epoch > bindparam("after"))
+                   .order_by(EpochMetric.epoch).limit(bindparam("limit")))
+
 RELU_FAMILY = ("relu", "leaky_relu", "elu")
 SATURATING = ("sigmoid", "tanh")
 FLAG_ORDER = ("divergence", "learning_rate_too_high", "exploding_gradients",
@@ -47,14 +60,21 @@ FLAG_ORDER = ("divergence", "learning_rate_too_high", "exploding_gradients",
 
 @dataclass
 class Condition:
-    """A per-layer condition: `query(after, last)` selects (epoch, value) where it holds."""
+    """A per-layer condition: `test(layers)` gives, for a chunk's (layer, LAYER_FIELDS,
+    epoch) columns (NaN where a value is missing), where it holds and the value it shows."""
 
     key: str
     code: str
     layer: int
     sustain: int
-    query: Callable[[int, int], object]
+    test: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
     message: Callable[[float], str]
+
+    def held(self, layers: np.ndarray, epochs: np.ndarray) -> list[tuple[int, float]]:
+        """(epoch, value) of the chunk's epochs where the condition holds, in order."""
+        with np.errstate(all="ignore"):  # NaN (a missing value) never holds
+            mask, value = self.test(layers)
+        return list(zip(epochs[mask].tolist(), value[mask].tolist()))
 
 
 @dataclass
@@ -171,27 +191,24 @@ class Detectors:
         run.length = 0
 
 
-def layer_conditions(job: Job, session: Session, first_epoch: int) -> list[Condition]:
-    """Every per-layer condition of this job's network (see the table in docs/diagnosis.md)."""
+def layer_conditions(job: Job, first_grads: np.ndarray) -> list[Condition]:
+    """Every per-layer condition of this job's network (see the table in docs/diagnosis.md);
+    `first_grads`: each layer's ‖∂L/∂W‖ at the first recorded epoch (NaN: not recorded)."""
     layers = job.spec["network"]["layers"]
     depth = len(layers)
-    conditions = _ratio_conditions(job.id, depth) if depth >= 2 else []
-    first_grads = dict(session.execute(
-        select(LayerMetric.layer, LayerMetric.weight_grad_norm)
-        .where(LayerMetric.job_id == job.id, LayerMetric.epoch == first_epoch)).all())
+    conditions = _ratio_conditions(depth) if depth >= 2 else []
     for i, layer in enumerate(layers, start=1):
-        act = layer["activation"]
-        if first_grads.get(i):
-            conditions.append(_growth(job.id, i, first_grads[i]))
+        act, first = layer["activation"], float(first_grads[i - 1])
+        if first == first and first != 0:  # recorded, and not 0
+            conditions.append(_growth(i, first))
         if act in RELU_FAMILY:
-            conditions.append(_fraction(job.id, i, LayerMetric.dead_fraction, DEAD_FRACTION,
-                                        "dead_relu", lambda v, i=i, a=act: (
+            conditions.append(_fraction(i, DEAD, DEAD_FRACTION, "dead_relu",
+                                        lambda v, i=i, a=act: (
                                             f"{v:.0%} of layer {i}'s {a} units output 0 for "
                                             "every sample: they pass no gradient and cannot "
                                             "recover")))
         elif act in SATURATING and i < depth:  # a confident output saturates by design
-            conditions.append(_fraction(job.id, i, LayerMetric.saturated_fraction,
-                                        SATURATED_FRACTION, "saturated_units",
+            conditions.append(_fraction(i, SATURATED, SATURATED_FRACTION, "saturated_units",
                                         lambda v, i=i, a=act: (
                                             f"{v:.0%} of layer {i}'s {a} activations are "
                                             "saturated: their derivative is near 0 and the "
@@ -199,56 +216,41 @@ def layer_conditions(job: Job, session: Session, first_epoch: int) -> list[Condi
     return conditions
 
 
-def _in_range(column, job_id: str, after: int, last: int):
-    return (column.job_id == job_id, column.epoch > after, column.epoch <= last)
-
-
-def _ratio_conditions(job_id: str, depth: int) -> list[Condition]:
-    first, out = aliased(LayerMetric), aliased(LayerMetric)
-
-    def query(test):
-        ratio = first.delta_norm / out.delta_norm
-        return lambda after, last: (
-            select(first.epoch, ratio)
-            .join(out, (out.job_id == first.job_id) & (out.epoch == first.epoch)
-                  & (out.layer == depth))
-            .where(*_in_range(first, job_id, after, last), first.layer == 1,
-                   out.delta_norm > 0, test(first.delta_norm, out.delta_norm))
-            .order_by(first.epoch))
+def _ratio_conditions(depth: int) -> list[Condition]:
+    def test(holds):
+        def ratio(layers):
+            first, out = layers[0, DELTA], layers[depth - 1, DELTA]
+            return (out > 0) & holds(first, out), first / out
+        return ratio
 
     return [
         Condition("vanishing", "vanishing_gradients", 1, SUSTAIN,
-                  query(lambda a, b: a < VANISHING_RATIO * b),
+                  test(lambda a, b: a < VANISHING_RATIO * b),
                   lambda v: f"the error reaching layer 1 is {v:.1e} of the output layer's "
                             f"(‖δ¹‖/‖δᴸ‖ < {VANISHING_RATIO:g} for {SUSTAIN} recorded epochs): "
                             "early layers barely learn"),
         Condition("exploding", "exploding_gradients", 1, SUSTAIN,
-                  query(lambda a, b: a > EXPLODING_RATIO * b),
+                  test(lambda a, b: a > EXPLODING_RATIO * b),
                   lambda v: f"the error grows {v:.1e}× on its way back to layer 1 "
                             f"(‖δ¹‖/‖δᴸ‖ > {EXPLODING_RATIO:g} for {SUSTAIN} recorded epochs)"),
     ]
 
 
-def _growth(job_id: str, layer: int, first: float) -> Condition:
-    column = LayerMetric.weight_grad_norm
+def _growth(layer: int, first: float) -> Condition:
+    def test(layers):
+        grad = layers[layer - 1, WEIGHT_GRAD]
+        return grad > EXPLODING_GROWTH * first, grad / first
     return Condition(
-        f"grown{layer}", "exploding_gradients", layer, 1,
-        lambda after, last: (select(LayerMetric.epoch, column / first)
-                             .where(*_in_range(LayerMetric, job_id, after, last),
-                                    LayerMetric.layer == layer, column > EXPLODING_GROWTH * first)
-                             .order_by(LayerMetric.epoch)),
+        f"grown{layer}", "exploding_gradients", layer, 1, test,
         lambda v: f"layer {layer}'s weight gradient grew {v:.1e}× above its first recorded norm")
 
 
-def _fraction(job_id: str, layer: int, column, threshold: float, code: str,
+def _fraction(layer: int, field: int, threshold: float, code: str,
               message: Callable[[float], str]) -> Condition:
-    return Condition(
-        f"{code}{layer}", code, layer, SUSTAIN,
-        lambda after, last: (select(LayerMetric.epoch, column)
-                             .where(*_in_range(LayerMetric, job_id, after, last),
-                                    LayerMetric.layer == layer, column >= threshold)
-                             .order_by(LayerMetric.epoch)),
-        message)
+    def test(layers):
+        value = layers[layer - 1, field]
+        return value >= threshold, value
+    return Condition(f"{code}{layer}", code, layer, SUSTAIN, test, message)
 
 
 @dataclass
@@ -314,24 +316,56 @@ def _entry(job: Job) -> _Cached:
 
 def _advance(session: Session, job: Job, state: Detectors) -> None:
     """Feed the detectors every epoch recorded after `state.epoch`, a chunk at a time."""
-    while True:
-        chunk = session.execute(
-            select(EpochMetric.epoch, EpochMetric.train_loss)
-            .where(EpochMetric.job_id == job.id, EpochMetric.epoch > state.epoch)
-            .order_by(EpochMetric.epoch).limit(READ_CHUNK)).all()
-        if not chunk:
-            return
-        epochs = [e for e, _ in chunk]
+    for epochs, losses, layers in _chunks(session, job, state.epoch):
         if state.conditions is None:
-            state.conditions = layer_conditions(job, session, epochs[0])
+            state.conditions = layer_conditions(job, layers[:, WEIGHT_GRAD, 0])
+        epoch_list = epochs.tolist()
         for cond in state.conditions:
-            held = session.execute(cond.query(state.epoch, epochs[-1])).all()
-            state.feed_condition(cond, held, epochs)
-        for i, (epoch, loss) in enumerate(chunk, start=state.rows_seen + 1):
-            state.feed_loss(epoch, i, loss)
-        state.epoch, state.rows_seen = epochs[-1], state.rows_seen + len(epochs)
-        if len(chunk) < READ_CHUNK:
+            state.feed_condition(cond, cond.held(layers, epochs), epoch_list)
+        for i, (epoch, loss) in enumerate(zip(epoch_list, losses.tolist()),
+                                          start=state.rows_seen + 1):
+            state.feed_loss(epoch, i, None if loss != loss else loss)
+        state.epoch, state.rows_seen = epoch_list[-1], state.rows_seen + len(epoch_list)
+
+
+def _chunks(session: Session, job: Job,
+            after: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(epochs, train losses, (layer, LAYER_FIELDS, epoch) columns) of the epochs recorded
+    after `after`: a finished job's from its archive at once, any other's READ_CHUNK
+    epochs at a time from the rows. NaN stands for a missing value."""
+    archive = load_archive(session, job) if job.status in FINISHED_STATUSES else None
+    if archive is not None:
+        kept = archive.select(after, None)
+        if archive.epoch[kept].size:
+            yield archive.epoch[kept], archive.columns["train_loss"][kept], archive.layers[:, :, kept]
+        return
+    n_layers = len(job.spec["network"]["layers"])
+    while True:
+        rows = _LOSSES.rows(session, job_id=job.id, after=after, limit=READ_CHUNK)
+        if not rows:
+            return
+        epochs, losses = (np.array(c, dtype=t) for c, t in zip(zip(*rows), (np.int64, float)))
+        yield epochs, losses, layer_grid(LAYER_ROWS.rows(session, job_id=job.id, after=after,
+                                                         upto=int(epochs[-1])),
+                                         epochs, n_layers)
+        if len(rows) < READ_CHUNK:
             return  # that was everything recorded so far
+        after = int(epochs[-1])
+
+
+def layer_grid(rows: list[tuple], epochs: np.ndarray, n_layers: int) -> np.ndarray:
+    """(epoch, layer, *LAYER_FIELDS) rows as (layer, LAYER_FIELDS, epoch) columns over
+    `epochs`; NaN where a row or value is missing (a condition then does not hold there,
+    as a row a join or WHERE clause does not find)."""
+    grid = np.full((n_layers, len(LAYER_FIELDS), len(epochs)), np.nan)
+    if rows:
+        values = np.array(rows, dtype=np.float64)  # NULL (None) becomes NaN
+        layer = values[:, 1].astype(np.int64) - 1
+        at = np.searchsorted(epochs, values[:, 0].astype(np.int64))
+        ok = (layer >= 0) & (layer < n_layers) & (at < len(epochs))
+        ok[ok] &= epochs[at[ok]] == values[ok, 0]
+        grid[layer[ok], :, at[ok]] = values[ok, 2:]
+    return grid
 
 
 def divergence_flag(job: Job) -> dict | None:

@@ -13,7 +13,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from jobs.metric_archive import (EPOCH_COLUMNS, MetricArchive, archive_columns, load_archive,
@@ -155,17 +155,29 @@ class Prepared:
 
     def __init__(self, statement):
         self.statement = statement
-        self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None, dict]] = {}
 
     def rows(self, session: Session, **params) -> list[tuple]:
         conn = session.connection()
         entry = self._compiled.get(conn.dialect.name)
         if entry is None:
             compiled = self.statement.compile(dialect=conn.dialect)
-            entry = (str(compiled), tuple(compiled.positiontup) if compiled.positional else None)
+            # SQLite's LIMIT comes with an OFFSET parameter of its own: its default rides along
+            entry = (str(compiled), tuple(compiled.positiontup) if compiled.positional else None,
+                     dict(compiled.params))
             self._compiled[conn.dialect.name] = entry
-        sql, order = entry
+        sql, order, defaults = entry
+        params = {**defaults, **params}
         return _fetch(conn, sql, params if order is None else [params[k] for k in order])
+
+
+# (epoch, layer, *LAYER_FIELDS) of a job's epochs in (after, upto], in epoch and layer order
+LAYER_ROWS = Prepared(select(LayerMetric.epoch, LayerMetric.layer,
+                             *[getattr(LayerMetric, f) for f in LAYER_FIELDS])
+                      .where(LayerMetric.job_id == bindparam("job_id"),
+                             LayerMetric.epoch > bindparam("after"),
+                             LayerMetric.epoch <= bindparam("upto"))
+                      .order_by(LayerMetric.epoch, LayerMetric.layer))
 
 
 def _fetch(conn, sql: str, params) -> list[tuple]:

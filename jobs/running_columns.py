@@ -38,9 +38,9 @@ from sqlalchemy.orm import Session
 
 from jobs.metric_archive import (EPOCH_COLUMNS, MetricArchive, archive_columns,
                                  columns_from_rows)
-from jobs.metric_reader import Prepared
+from jobs.metric_reader import LAYER_ROWS, Prepared
 from jobs.metric_writer import LAYER_FIELDS
-from jobs.models import FINISHED_STATUSES, EpochMetric, Job, LayerMetric
+from jobs.models import FINISHED_STATUSES, EpochMetric, Job
 
 MAX_BYTES = 64 * 1024 * 1024
 IDLE_S = 120.0
@@ -51,12 +51,6 @@ _EPOCHS = Prepared(select(EpochMetric.epoch, *[getattr(EpochMetric, c) for c in 
                           EpochMetric.epoch > bindparam("after"),
                           EpochMetric.epoch <= bindparam("upto"))
                    .order_by(EpochMetric.epoch))
-_LAYERS = Prepared(select(LayerMetric.epoch, LayerMetric.layer,
-                          *[getattr(LayerMetric, f) for f in LAYER_FIELDS])
-                   .where(LayerMetric.job_id == bindparam("job_id"),
-                          LayerMetric.epoch > bindparam("after"),
-                          LayerMetric.epoch <= bindparam("upto"))
-                   .order_by(LayerMetric.epoch, LayerMetric.layer))
 
 
 def epoch_bytes(n_layers: int) -> int:
@@ -235,5 +229,5 @@ class RunningColumns:
         committed with it, so the second statement sees all of them (and perhaps more)."""
         epoch_rows = _EPOCHS.rows(session, job_id=job.id, after=after, upto=upto)
         last = epoch_rows[-1][0] if epoch_rows else after
-        layer_rows = _LAYERS.rows(session, job_id=job.id, after=after, upto=last)
+        layer_rows = LAYER_ROWS.rows(session, job_id=job.id, after=after, upto=last)
         return columns_from_rows(epoch_rows, layer_rows, n_layers)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event
 
+from jobs import metric_reader
 from jobs.db import make_engine, make_sessionmaker
 from jobs.models import Base
 from jobs.settings import Settings
@@ -44,3 +46,22 @@ def auth(session_factory, settings):
     def make(name: str = "alice", *, admin: bool = False) -> dict:
         return bearer(make_token(session_factory, settings.token_pepper, name, admin=admin))
     return make
+
+
+@pytest.fixture
+def record_sql(monkeypatch):
+    """`record_sql(engine)`: the SQL run from then on, in order, through SQLAlchemy on
+    `engine` and straight through the driver (jobs.metric_reader's driver_rows and
+    Prepared statements)."""
+    def start(engine) -> list[str]:
+        seen: list[str] = []
+        event.listen(engine, "before_cursor_execute",
+                     lambda conn, cursor, sql, *args: seen.append(sql))
+        direct = metric_reader._fetch
+
+        def fetch(conn, sql, params):
+            seen.append(sql)
+            return direct(conn, sql, params)
+        monkeypatch.setattr(metric_reader, "_fetch", fetch)
+        return seen
+    return start

@@ -38,6 +38,12 @@ def either_engine(request, tmp_path) -> Iterator[Engine]:
 
 
 @pytest.fixture
+def reads(engine, record_sql) -> list[str]:
+    """The SQL the code under test runs from now on (see record_sql)."""
+    return record_sql(engine)
+
+
+@pytest.fixture
 def session_factory(engine) -> sessionmaker[Session]:
     return make_sessionmaker(engine)
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import event
 
 from jobs import diagnosis
 from jobs.dataset_parsing import parse_builtin, parse_json
 from jobs.diagnosis import diagnose
 from jobs.auth import get_or_create_user
 from jobs.gradcheck_store import read_gradchecks
+from jobs.metric_archive import load_archive
 from jobs.metric_writer import epoch_rows, insert_ignoring_duplicates
 from jobs.models import EpochMetric, Job, LayerMetric
 
@@ -150,14 +150,12 @@ def test_flags_are_ordered_by_epoch(diagnosed, session):
     assert epochs == sorted(epochs)
 
 
-def test_a_repeated_poll_reads_only_new_epochs(diagnosed, session, engine):
+def test_a_repeated_poll_reads_only_new_epochs(diagnosed, session, reads):
     job, first = diagnosed(DEEP_SIGMOID)
-    statements = []
-    event.listen(engine, "before_cursor_execute",
-                 lambda conn, cursor, sql, *args: statements.append(sql))
+    reads.clear()
     again = diagnose(session, job)
     # The job has not moved since the cached epoch: nothing is read again.
-    assert statements == []
+    assert reads == []
     assert again["epochs_examined"] == 100
     assert {f["code"]: f for f in again["flags"]} == first
 
@@ -187,18 +185,16 @@ def write_rows(session, job: Job, epochs: range) -> None:
     session.flush()
 
 
-def test_a_poll_after_new_epochs_reads_only_those(session, engine):
+def test_a_poll_after_new_epochs_reads_only_those(session, reads):
     job = running_job(session, "poller")
     write_rows(session, job, range(1, 21))
     diagnosis._cache.pop(job.id, None)
     assert diagnose(session, job)["epochs_examined"] == 20
     write_rows(session, job, range(21, 31))
-    statements = []
-    event.listen(engine, "before_cursor_execute",
-                 lambda conn, cursor, sql, *args: statements.append(sql))
+    reads.clear()
     assert diagnose(session, job)["epochs_examined"] == 30
-    # One read of the new loss rows and one per layer condition; the short chunk ends it.
-    assert len(statements) == 1 + len(diagnosis._cache[job.id].state.conditions)
+    # The new loss rows, then every layer row of those epochs; the short chunk ends it.
+    assert len(reads) == 2 and all("epoch >" in sql for sql in reads)
 
 
 def test_concurrent_polls_share_one_advance(session, monkeypatch):
@@ -223,8 +219,25 @@ DYING = spec([layer(32, "relu"), layer(32, "relu"), layer(1, "sigmoid")],
 
 @pytest.mark.parametrize("name", ["deep_sigmoid", "lr_too_high", "dying"])
 def test_reading_in_small_chunks_gives_the_same_flags(diagnosed, session, monkeypatch, name):
-    # Chunks of 7 epochs split every run of a condition across chunk boundaries.
+    """A finished job is read from its archive at once; the same job read from its rows
+    in chunks of 7 epochs, which split every run of a condition across chunk boundaries,
+    raises the same flags."""
     job, full = diagnosed(DYING if name == "dying" else example(name))
-    assert full
+    assert full and load_archive(session, job) is not None
     monkeypatch.setattr(diagnosis, "READ_CHUNK", 7)
+    monkeypatch.setattr(diagnosis, "load_archive", lambda *a: pytest.fail("read the archive"))
+    job.status = "running"  # as it was while it trained: no archive yet
     assert flags(session, job) == full
+
+
+def test_layer_rows_missing_or_out_of_range_leave_nan():
+    epochs = np.array([3, 5, 8])
+    rows = [(3, 1, *range(7)), (3, 2, *range(10, 17)), (5, 1, *[None] * 7),
+            (8, 2, *range(20, 27)), (8, 3, *range(7)), (6, 1, *range(7))]
+    grid = diagnosis.layer_grid(rows, epochs, 2)
+    assert grid.shape == (2, 7, 3)
+    assert grid[0, :, 0].tolist() == list(range(7)) and grid[1, 2, 2] == 22
+    # epoch 5's layer 1 is NULL and its layer 2 absent; epoch 8's layer 1 absent; layer 3
+    # and epoch 6 (not in this chunk) have no place
+    assert np.isnan(grid[:, :, 1]).all() and np.isnan(grid[0, :, 2]).all()
+    assert np.isfinite(grid).sum() == 3 * 7

@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import delete
 
 from jobs.db import session_scope
-from jobs import metric_reader
 from jobs.metric_reader import as_lists, read_rows
 from jobs.metric_writer import LAYER_FIELDS, insert_ignoring_duplicates
 from jobs.models import EpochMetric, Job, LayerMetric
@@ -102,20 +101,17 @@ def test_a_copy_starts_at_its_first_read_and_reads_older_epochs_once(session, ru
 
 
 def test_rows_are_read_only_when_the_job_has_progressed(session, running_job, running,
-                                                        monkeypatch):
-    reads = []
-    monkeypatch.setattr(metric_reader, "_fetch",
-                        lambda conn, sql, params, direct=metric_reader._fetch:
-                        reads.append(params) or direct(conn, sql, params))
+                                                        reads):
     job = running_job(1200)
+    reads.clear()
     running.read(session, job, since_epoch=1190)
     assert len(reads) == 2  # the epochs after the copy's last, and their layers
     reads.clear()
     for since in (1195, 1100, 1100):
         running.read(session, job, since_epoch=since)
     assert len(reads) == 2  # once for the older epochs in (1100, 1190]; nothing new
-    reads.clear()
     store(session, job, range(1201, 1211))  # a flush: rows and the job's progress
+    reads.clear()
     assert running.read(session, job, since_epoch=1195)["epoch"].tolist() == list(
         range(1196, 1211))
     assert len(reads) == 2

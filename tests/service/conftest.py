@@ -3,9 +3,7 @@ in-process, and the SQL statements the app runs."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event
 
-from jobs import metric_reader
 from jobs.training import run_job
 from tests.factories import xor_job
 
@@ -31,19 +29,9 @@ def train(session_factory, settings):
 
 
 @pytest.fixture
-def statements(app, monkeypatch):
-    """The SQL statements the app runs, in order: through SQLAlchemy, and the metric
-    reads that go to the driver directly (jobs.metric_reader's driver_rows and Prepared)."""
-    seen: list[str] = []
-    event.listen(app.extensions["gradtrace_engine"], "before_cursor_execute",
-                 lambda conn, cursor, sql, *args: seen.append(sql))
-    direct = metric_reader._fetch
-
-    def counted(conn, sql, params):
-        seen.append(sql)
-        return direct(conn, sql, params)
-    monkeypatch.setattr(metric_reader, "_fetch", counted)
-    return seen
+def statements(app, record_sql):
+    """The SQL statements the app runs, in order (see record_sql)."""
+    return record_sql(app.extensions["gradtrace_engine"])
 
 
 @pytest.fixture
