@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     debug: bool = False
 
     # Worker behaviour.
-    metrics_flush_seconds: float = 0.25
+    metrics_flush_seconds: float = 0.5
     metrics_flush_rows: int = 500
     checkpoint_interval_s: float = 30.0
     lease_ttl_s: float = 60.0

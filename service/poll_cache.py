@@ -2,7 +2,7 @@
 
 Clients and dashboards poll GET /v1/jobs/{id} and .../metrics?since_epoch=... several
 times a second between them, while what those answers show changes at most once per
-metric flush (`metrics_flush_seconds`, 0.25 s). Each API process keeps the body it
+metric flush (`metrics_flush_seconds`, 0.5 s). Each API process keeps the body it
 computed, with the job row's version (`jobs.submission.job_version`: `updated_at`, status
 and progress, which every write to the job, and every metric flush, changes), and serves
 it again while the job is unchanged:
