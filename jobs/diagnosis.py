@@ -4,10 +4,11 @@ Each flag names the epoch its condition started (`epoch`), the epoch it stopped 
 (`until`, null while it holds) and explains itself in one line; only a code's earliest
 occurrence is reported. Thresholds and their reasoning are in docs/diagnosis.md.
 
-Cost: the detectors are fed columns, a chunk of epochs at a time: a finished job's from
-its metric archive (jobs/metric_archive.py), any other job's from two statements per
-chunk (the losses, then every layer row of those epochs), each compiled once; the
-per-layer conditions are numpy comparisons over a chunk's layer columns. Detector state is
+Cost: the detectors are fed columns, a chunk of epochs at a time, from two statements
+per chunk (the losses, then every layer row of those epochs), each compiled once; the
+per-layer conditions are numpy comparisons over a chunk's layer columns. A chunk holds
+at most READ_CHUNK_ROWS layer rows, so a first pass over a long history of a wide
+network holds a few MiB at a time. Detector state is
 cached per process and fed only the epochs recorded since the previous call, so a poll
 of a running job reads only what is new (two small reads, however many layers).
 """
@@ -25,10 +26,9 @@ import numpy as np
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from jobs.metric_archive import load_archive
 from jobs.metric_reader import LAYER_ROWS, Prepared
 from jobs.metric_writer import LAYER_FIELDS
-from jobs.models import FINISHED_STATUSES, EpochMetric, Job
+from jobs.models import EpochMetric, Job
 
 VANISHING_RATIO = 1e-2     # ‖δ¹‖ / ‖δᴸ‖ below this: the first layer hears < 1 % of the error
 EXPLODING_RATIO = 1e2      # ... above this: the error is amplified 100× on the way back
@@ -43,7 +43,7 @@ OSCILLATION_WINDOW = 10    # recorded epochs examined for a rising, oscillating 
 OSCILLATION_RISES = 3      # rises of the loss within the window
 OSCILLATION_GROWTH = 2.0   # window mean against the best loss before the window
 CACHE_JOBS = 512
-READ_CHUNK = 50_000        # epochs per round of queries
+READ_CHUNK_ROWS = 50_000   # layer rows per round of queries
 
 WEIGHT_GRAD, DELTA, DEAD, SATURATED = (LAYER_FIELDS.index(f) for f in (
     "weight_grad_norm", "delta_norm", "dead_fraction", "saturated_fraction"))
@@ -331,24 +331,18 @@ def _advance(session: Session, job: Job, state: Detectors) -> None:
 def _chunks(session: Session, job: Job,
             after: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(epochs, train losses, (layer, LAYER_FIELDS, epoch) columns) of the epochs recorded
-    after `after`: a finished job's from its archive at once, any other's READ_CHUNK
-    epochs at a time from the rows. NaN stands for a missing value."""
-    archive = load_archive(session, job) if job.status in FINISHED_STATUSES else None
-    if archive is not None:
-        kept = archive.select(after, None)
-        if archive.epoch[kept].size:
-            yield archive.epoch[kept], archive.columns["train_loss"][kept], archive.layers[:, :, kept]
-        return
+    after `after`, READ_CHUNK_ROWS layer rows at a time; NaN stands for a missing value."""
     n_layers = len(job.spec["network"]["layers"])
+    limit = max(1, READ_CHUNK_ROWS // n_layers)
     while True:
-        rows = _LOSSES.rows(session, job_id=job.id, after=after, limit=READ_CHUNK)
+        rows = _LOSSES.rows(session, job_id=job.id, after=after, limit=limit)
         if not rows:
             return
         epochs, losses = (np.array(c, dtype=t) for c, t in zip(zip(*rows), (np.int64, float)))
         yield epochs, losses, layer_grid(LAYER_ROWS.rows(session, job_id=job.id, after=after,
                                                          upto=int(epochs[-1])),
                                          epochs, n_layers)
-        if len(rows) < READ_CHUNK:
+        if len(rows) < limit:
             return  # that was everything recorded so far
         after = int(epochs[-1])
 

@@ -21,6 +21,10 @@ with the archive's own rule and encode it the same way). Bounded per process by
 `max_bytes`, least recently read jobs dropped first, and idle ones after `idle_s`; a
 finished job is read from its archive instead and its copy dropped.
 
+This needs each statement to see what was committed before it ran (PostgreSQL's default
+READ COMMITTED; SQLite's reads): under REPEATABLE READ a thread with an old snapshot
+could read (since, first] without epochs committed after its snapshot, a lasting gap.
+
 Imports numpy, SQLAlchemy, `jobs` modules and the standard library only.
 """
 from __future__ import annotations
@@ -66,6 +70,7 @@ class _Copy:
     def __init__(self, n_layers: int, first: int):
         self.lock = threading.Lock()  # one database read at a time; the others wait for it
         self.n_layers, self.n, self.capacity = n_layers, 0, 0
+        self.reserved = 0  # capacity it is about to grow to, counted against the bound
         self.first = self.last = first
         self.progress = -1
         self.epoch = np.empty(0, np.int64)
@@ -74,7 +79,9 @@ class _Copy:
         self.read_at = 0.0
 
     def nbytes(self, capacity: int | None = None) -> int:
-        return epoch_bytes(self.n_layers) * (self.capacity if capacity is None else capacity)
+        if capacity is None:
+            capacity = max(self.capacity, self.reserved)
+        return epoch_bytes(self.n_layers) * capacity
 
     def capacity_for(self, epochs: int, limit: int) -> int:
         """The capacity that holds `epochs`: doubling (amortised appends), at most
@@ -150,14 +157,16 @@ class RunningColumns:
             return None
         with copy.lock:
             if not self._extend(session, job, copy, since_epoch):
-                self.forget(job.id)
+                self.forget(job.id, copy)
                 return None
             view = copy.view()
         return archive_columns(view, job, since_epoch, max_points)
 
-    def forget(self, job_id: str) -> None:
+    def forget(self, job_id: str, copy: _Copy | None = None) -> None:
+        """Drop the job's copy (only if it is still `copy`, when given)."""
         with self._lock:
-            self._copies.pop(job_id, None)
+            if copy is None or self._copies.get(job_id) is copy:
+                self._copies.pop(job_id, None)
 
     @property
     def nbytes(self) -> int:
@@ -195,7 +204,7 @@ class RunningColumns:
             if head is None or copy.n + len(head.epoch) > limit:
                 return False
             capacity = copy.capacity_for(copy.n + len(head.epoch), limit)
-            self._make_room(copy, capacity)
+            self._make_room(job.id, copy, capacity)
             copy.prepend(head, capacity)
             copy.first = since_epoch
         progress = job.epoch or 0  # loaded before this read: rows up to it are committed
@@ -205,21 +214,27 @@ class RunningColumns:
                 return False
             if len(tail.epoch):
                 capacity = copy.capacity_for(copy.n + len(tail.epoch), limit)
-                self._make_room(copy, capacity)
+                self._make_room(job.id, copy, capacity)
                 copy.append(tail, capacity)
                 copy.last = int(tail.epoch[-1])
             copy.progress = progress
         return True
 
-    def _make_room(self, copy: _Copy, capacity: int) -> None:
-        """Drop the least recently read other copies until this one fits at `capacity`."""
+    def _make_room(self, job_id: str, copy: _Copy, capacity: int) -> None:
+        """Reserve `capacity` for the copy, dropping the least recently read other copies
+        until all fit; reservations count at once, so two copies growing together cannot
+        both take the same room. A copy dropped meanwhile (evicted while this read held
+        it) takes no room from others: it lives only until this read ends."""
         with self._lock:
+            if self._copies.get(job_id) is not copy:
+                return
+            copy.reserved = capacity
             others = sum(c.nbytes() for c in self._copies.values() if c is not copy)
-            for job_id in list(self._copies):
-                if others + copy.nbytes(capacity) <= self.max_bytes:
+            for other in list(self._copies):
+                if others + copy.nbytes() <= self.max_bytes:
                     break
-                if self._copies[job_id] is not copy:
-                    others -= self._copies.pop(job_id).nbytes()
+                if self._copies[other] is not copy:
+                    others -= self._copies.pop(other).nbytes()
 
     @staticmethod
     def _rows(session: Session, job: Job, n_layers: int, after: int,

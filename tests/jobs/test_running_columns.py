@@ -141,6 +141,30 @@ def test_copies_stay_within_the_bound_dropping_the_least_recently_read(session, 
     assert (a.id in running, b.id in running, c.id in running) == (True, False, True)
 
 
+def test_room_is_reserved_before_a_copy_grows(session, running_job):
+    """Two reads growing two copies at once: the second sees the first's reservation
+    (before either has grown) and drops it, rather than both growing past the bound."""
+    running = RunningColumns(max_bytes=1500 * EPOCH_BYTES)
+    a, b = running_job(10), running_job(10)
+    copy_a, copy_b = running._copy_for(a, 0), running._copy_for(b, 0)
+    running._make_room(a.id, copy_a, 1000)
+    running._make_room(b.id, copy_b, 1000)
+    assert (a.id in running, b.id in running) == (False, True)
+    assert running.nbytes <= running.max_bytes
+
+
+def test_a_copy_dropped_while_in_use_takes_no_room_from_others(session, running_job):
+    running = RunningColumns(max_bytes=1500 * EPOCH_BYTES)
+    a, b = running_job(10), running_job(10)
+    copy_a, copy_b = running._copy_for(a, 0), running._copy_for(b, 0)
+    running._make_room(b.id, copy_b, 1000)
+    running.forget(a.id)  # evicted while a read still extends it
+    running._make_room(a.id, copy_a, 1400)
+    assert b.id in running
+    running.forget(b.id, copy_a)  # not b's copy: b's stays
+    assert b.id in running
+
+
 def test_a_history_bigger_than_the_bound_is_read_from_the_rows(session, running_job):
     running = RunningColumns(max_bytes=1000 * EPOCH_BYTES)
     job = running_job(1200)
