@@ -26,8 +26,7 @@ import numpy as np
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from jobs.metric_reader import LAYER_ROWS, Prepared
-from jobs.metric_writer import LAYER_FIELDS
+from jobs.metric_reader import Prepared, layer_rows
 from jobs.models import EpochMetric, Job
 
 VANISHING_RATIO = 1e-2     # ‖δ¹‖ / ‖δᴸ‖ below this: the first layer hears < 1 % of the error
@@ -45,8 +44,10 @@ OSCILLATION_GROWTH = 2.0   # window mean against the best loss before the window
 CACHE_JOBS = 512
 READ_CHUNK_ROWS = 50_000   # layer rows per round of queries
 
-WEIGHT_GRAD, DELTA, DEAD, SATURATED = (LAYER_FIELDS.index(f) for f in (
-    "weight_grad_norm", "delta_norm", "dead_fraction", "saturated_fraction"))
+# The layer fields the conditions read, in the order of a chunk's columns
+FIELDS = ("weight_grad_norm", "delta_norm", "dead_fraction", "saturated_fraction")
+WEIGHT_GRAD, DELTA, DEAD, SATURATED = range(len(FIELDS))
+_LAYER_VALUES = layer_rows(FIELDS)
 _LOSSES = Prepared(select(EpochMetric.epoch, EpochMetric.train_loss)
                    .where(EpochMetric.job_id == bindparam("job_id"),
                           EpochMetric.epoch > bindparam("after"))
@@ -60,8 +61,8 @@ FLAG_ORDER = ("divergence", "learning_rate_too_high", "exploding_gradients",
 
 @dataclass
 class Condition:
-    """A per-layer condition: `test(layers)` gives, for a chunk's (layer, LAYER_FIELDS,
-    epoch) columns (NaN where a value is missing), where it holds and the value it shows."""
+    """A per-layer condition: `test(layers)` gives, for a chunk's (layer, FIELDS, epoch)
+    columns (NaN where a value is missing), where it holds and the value it shows."""
 
     key: str
     code: str
@@ -330,7 +331,7 @@ def _advance(session: Session, job: Job, state: Detectors) -> None:
 
 def _chunks(session: Session, job: Job,
             after: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(epochs, train losses, (layer, LAYER_FIELDS, epoch) columns) of the epochs recorded
+    """(epochs, train losses, (layer, FIELDS, epoch) columns) of the epochs recorded
     after `after`, READ_CHUNK_ROWS layer rows at a time; NaN stands for a missing value."""
     n_layers = len(job.spec["network"]["layers"])
     limit = max(1, READ_CHUNK_ROWS // n_layers)
@@ -339,19 +340,20 @@ def _chunks(session: Session, job: Job,
         if not rows:
             return
         epochs, losses = (np.array(c, dtype=t) for c, t in zip(zip(*rows), (np.int64, float)))
-        yield epochs, losses, layer_grid(LAYER_ROWS.rows(session, job_id=job.id, after=after,
-                                                         upto=int(epochs[-1])),
-                                         epochs, n_layers)
+        yield epochs, losses, layer_grid(_LAYER_VALUES.rows(session, job_id=job.id,
+                                                            after=after, upto=int(epochs[-1])),
+                                         epochs, n_layers, len(FIELDS))
         if len(rows) < limit:
             return  # that was everything recorded so far
         after = int(epochs[-1])
 
 
-def layer_grid(rows: list[tuple], epochs: np.ndarray, n_layers: int) -> np.ndarray:
-    """(epoch, layer, *LAYER_FIELDS) rows as (layer, LAYER_FIELDS, epoch) columns over
+def layer_grid(rows: list[tuple], epochs: np.ndarray, n_layers: int,
+               n_fields: int) -> np.ndarray:
+    """(epoch, layer, *fields) rows as (layer, field, epoch) columns over
     `epochs`; NaN where a row or value is missing (a condition then does not hold there,
     as a row a join or WHERE clause does not find)."""
-    grid = np.full((n_layers, len(LAYER_FIELDS), len(epochs)), np.nan)
+    grid = np.full((n_layers, n_fields, len(epochs)), np.nan)
     if rows:
         values = np.array(rows, dtype=np.float64)  # NULL (None) becomes NaN
         layer = values[:, 1].astype(np.int64) - 1

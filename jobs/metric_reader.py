@@ -171,13 +171,18 @@ class Prepared:
         return _fetch(conn, sql, params if order is None else [params[k] for k in order])
 
 
-# (epoch, layer, *LAYER_FIELDS) of a job's epochs in (after, upto], in epoch and layer order
-LAYER_ROWS = Prepared(select(LayerMetric.epoch, LayerMetric.layer,
-                             *[getattr(LayerMetric, f) for f in LAYER_FIELDS])
-                      .where(LayerMetric.job_id == bindparam("job_id"),
-                             LayerMetric.epoch > bindparam("after"),
-                             LayerMetric.epoch <= bindparam("upto"))
-                      .order_by(LayerMetric.epoch, LayerMetric.layer))
+def layer_rows(fields: tuple[str, ...]) -> Prepared:
+    """(epoch, layer, *fields) of a job's epochs in (after, upto], in epoch and layer
+    order; parameters job_id, after, upto."""
+    return Prepared(select(LayerMetric.epoch, LayerMetric.layer,
+                           *[getattr(LayerMetric, f) for f in fields])
+                    .where(LayerMetric.job_id == bindparam("job_id"),
+                           LayerMetric.epoch > bindparam("after"),
+                           LayerMetric.epoch <= bindparam("upto"))
+                    .order_by(LayerMetric.epoch, LayerMetric.layer))
+
+
+LAYER_ROWS = layer_rows(LAYER_FIELDS)
 
 
 def _fetch(conn, sql: str, params) -> list[tuple]:

@@ -230,7 +230,7 @@ def test_layer_rows_missing_or_out_of_range_leave_nan():
     epochs = np.array([3, 5, 8])
     rows = [(3, 1, *range(7)), (3, 2, *range(10, 17)), (5, 1, *[None] * 7),
             (8, 2, *range(20, 27)), (8, 3, *range(7)), (6, 1, *range(7))]
-    grid = diagnosis.layer_grid(rows, epochs, 2)
+    grid = diagnosis.layer_grid(rows, epochs, 2, 7)
     assert grid.shape == (2, 7, 3)
     assert grid[0, :, 0].tolist() == list(range(7)) and grid[1, 2, 2] == 22
     # epoch 5's layer 1 is NULL and its layer 2 absent; epoch 8's layer 1 absent; layer 3
