@@ -71,11 +71,11 @@ class Condition:
     test: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
     message: Callable[[float], str]
 
-    def held(self, layers: np.ndarray, epochs: np.ndarray) -> list[tuple[int, float]]:
-        """(epoch, value) of the chunk's epochs where the condition holds, in order."""
+    def held(self, layers: np.ndarray) -> list[tuple[int, float]]:
+        """(position in the chunk, value) of the epochs where the condition holds, in order."""
         with np.errstate(all="ignore"):  # NaN (a missing value) never holds
             mask, value = self.test(layers)
-        return list(zip(epochs[mask].tolist(), value[mask].tolist()))
+        return list(zip(np.flatnonzero(mask).tolist(), value[mask].tolist()))
 
 
 @dataclass
@@ -170,17 +170,16 @@ class Detectors:
     # ---- the layer conditions, from the epochs where each holds ---------------------
 
     def feed_condition(self, cond: Condition, held: list, epochs: list[int]) -> None:
-        """`held`: (epoch, value) rows where `cond` holds, among the chunk `epochs`, whose
-        first has index `self.rows_seen + 1`."""
+        """`held`: (position, value) of the epochs where `cond` holds, among the chunk
+        `epochs`, whose first has index `self.rows_seen + 1`."""
         base = self.rows_seen + 1
-        position = {e: base + i for i, e in enumerate(epochs)}
         run = self.runs.setdefault(cond.key, Run())
-        for epoch, value in held:
-            index = position[epoch]
+        for at, value in held:
+            index = base + at
             if run.length and index != run.last + 1:
                 self._end_run(cond, run, epochs, base)
             if not run.length:
-                run.start = epoch
+                run.start = epochs[at]
             run.length, run.last = run.length + 1, index
             if run.length == cond.sustain:
                 self.raise_flag(cond.key, cond.code, run.start, cond.message(value), cond.layer)
@@ -320,32 +319,31 @@ def _advance(session: Session, job: Job, state: Detectors) -> None:
     for epochs, losses, layers in _chunks(session, job, state.epoch):
         if state.conditions is None:
             state.conditions = layer_conditions(job, layers[:, WEIGHT_GRAD, 0])
-        epoch_list = epochs.tolist()
         for cond in state.conditions:
-            state.feed_condition(cond, cond.held(layers, epochs), epoch_list)
-        for i, (epoch, loss) in enumerate(zip(epoch_list, losses.tolist()),
-                                          start=state.rows_seen + 1):
-            state.feed_loss(epoch, i, None if loss != loss else loss)
-        state.epoch, state.rows_seen = epoch_list[-1], state.rows_seen + len(epoch_list)
+            state.feed_condition(cond, cond.held(layers), epochs)
+        for i, (epoch, loss) in enumerate(zip(epochs, losses), start=state.rows_seen + 1):
+            state.feed_loss(epoch, i, loss)
+        state.epoch, state.rows_seen = epochs[-1], state.rows_seen + len(epochs)
 
 
 def _chunks(session: Session, job: Job,
-            after: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(epochs, train losses, (layer, FIELDS, epoch) columns) of the epochs recorded
-    after `after`, READ_CHUNK_ROWS layer rows at a time; NaN stands for a missing value."""
+            after: int) -> Iterator[tuple[list[int], list[float | None], np.ndarray]]:
+    """(epochs, train losses (None: non-finite), (layer, FIELDS, epoch) columns with NaN
+    for a missing value) of the epochs recorded after `after`, READ_CHUNK_ROWS layer rows
+    at a time."""
     n_layers = len(job.spec["network"]["layers"])
     limit = max(1, READ_CHUNK_ROWS // n_layers)
     while True:
         rows = _LOSSES.rows(session, job_id=job.id, after=after, limit=limit)
         if not rows:
             return
-        epochs, losses = (np.array(c, dtype=t) for c, t in zip(zip(*rows), (np.int64, float)))
-        yield epochs, losses, layer_grid(_LAYER_VALUES.rows(session, job_id=job.id,
-                                                            after=after, upto=int(epochs[-1])),
-                                         epochs, n_layers, len(FIELDS))
+        epochs, losses = (list(column) for column in zip(*rows))
+        yield epochs, losses, layer_grid(
+            _LAYER_VALUES.rows(session, job_id=job.id, after=after, upto=epochs[-1]),
+            np.array(epochs), n_layers, len(FIELDS))
         if len(rows) < limit:
             return  # that was everything recorded so far
-        after = int(epochs[-1])
+        after = epochs[-1]
 
 
 def layer_grid(rows: list[tuple], epochs: np.ndarray, n_layers: int,

@@ -1,8 +1,9 @@
 """Reading a job's telemetry as columns, with min/max-preserving downsampling.
 
-A finished job with a metric archive (jobs/metric_archive.py) is read from its numpy
-columns; any other job from its rows (a running job is polled with `since_epoch`).
-Both give the same columns, epochs and `nonfinite` flag.
+A running job is read through the caller's copy of its columns, when it has one
+(jobs/running_columns.py); a finished job with a metric archive (jobs/metric_archive.py)
+from its numpy columns; any other job, or a history too big to copy, from its rows.
+All give the same columns, epochs and `nonfinite` flag.
 """
 from __future__ import annotations
 
@@ -40,13 +41,22 @@ def read_metrics(session: Session, job: Job, *, since_epoch: int = 0,
     `archive` is the job's, if the caller already has it; `running`, the process's copy
     of running jobs' columns, if it has one (it drops a finished job's copy).
     """
+    return as_lists(read_columns(session, job, since_epoch=since_epoch,
+                                 max_points=max_points, archive=archive, running=running))
+
+
+def read_columns(session: Session, job: Job, *, since_epoch: int = 0,
+                 max_points: int | None = None, archive: MetricArchive | None = None,
+                 running: RunningColumns | None = None) -> dict:
+    """read_metrics' columns as they come: numpy arrays (NaN: non-finite) from a copy or
+    an archive, lists from the rows (metrics_json and as_lists take either)."""
     columns = running.read(session, job, since_epoch, max_points) if running else None
     if columns is not None:
-        return as_lists(columns)
+        return columns
     if archive is None and job.status in FINISHED_STATUSES:
         archive = load_archive(session, job)
     if archive is not None:
-        return as_lists(archive_columns(archive, job, since_epoch, max_points))
+        return archive_columns(archive, job, since_epoch, max_points)
     return read_rows(session, job, since_epoch, max_points)
 
 
@@ -64,7 +74,7 @@ def as_lists(metrics: dict) -> dict:
 
 def read_rows(session: Session, job: Job, since_epoch: int,
               max_points: int | None) -> dict:
-    """read_metrics from the job's rows (a running job, or no archive)."""
+    """read_metrics from the job's rows (no copy of them, and no archive)."""
     chosen = _choose_epochs(session, job, since_epoch, max_points)
     if chosen is None:
         rows = _epoch_rows(session, job, EpochMetric.epoch > since_epoch)
@@ -181,8 +191,6 @@ def layer_rows(fields: tuple[str, ...]) -> Prepared:
                            LayerMetric.epoch <= bindparam("upto"))
                     .order_by(LayerMetric.epoch, LayerMetric.layer))
 
-
-LAYER_ROWS = layer_rows(LAYER_FIELDS)
 
 
 def _fetch(conn, sql: str, params) -> list[tuple]:

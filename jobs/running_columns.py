@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from jobs.metric_archive import (EPOCH_COLUMNS, MetricArchive, archive_columns,
                                  columns_from_rows)
-from jobs.metric_reader import LAYER_ROWS, Prepared
+from jobs.metric_reader import Prepared, layer_rows
 from jobs.metric_writer import LAYER_FIELDS
 from jobs.models import FINISHED_STATUSES, EpochMetric, Job
 
@@ -55,6 +55,7 @@ _EPOCHS = Prepared(select(EpochMetric.epoch, *[getattr(EpochMetric, c) for c in 
                           EpochMetric.epoch > bindparam("after"),
                           EpochMetric.epoch <= bindparam("upto"))
                    .order_by(EpochMetric.epoch))
+_LAYERS = layer_rows(LAYER_FIELDS)
 
 
 def epoch_bytes(n_layers: int) -> int:
@@ -188,12 +189,15 @@ class RunningColumns:
                 every = job.spec.get("record", {}).get("every_epochs", 1)
                 if ((job.epoch or 0) // every + 1) * epoch_bytes(n_layers) > self.max_bytes:
                     return None  # its progress says the history cannot fit
+                # Idle copies go when a new one comes (the only time memory grows
+                # without a read of theirs), not on every poll.
+                for job_id in [j for j, c in self._copies.items()
+                               if now - c.read_at > self.idle_s]:
+                    del self._copies[job_id]
                 # Every epoch up to the job's progress is stored, so a copy may start there.
                 copy = self._copies[job.id] = _Copy(n_layers, min(since_epoch, job.epoch or 0))
             self._copies.move_to_end(job.id)
             copy.read_at = now
-            for job_id in [j for j, c in self._copies.items() if now - c.read_at > self.idle_s]:
-                del self._copies[job_id]
             return copy
 
     def _extend(self, session: Session, job: Job, copy: _Copy, since_epoch: int) -> bool:
@@ -244,5 +248,5 @@ class RunningColumns:
         committed with it, so the second statement sees all of them (and perhaps more)."""
         epoch_rows = _EPOCHS.rows(session, job_id=job.id, after=after, upto=upto)
         last = epoch_rows[-1][0] if epoch_rows else after
-        layer_rows = LAYER_ROWS.rows(session, job_id=job.id, after=after, upto=last)
+        layer_rows = _LAYERS.rows(session, job_id=job.id, after=after, upto=last)
         return columns_from_rows(epoch_rows, layer_rows, n_layers)

@@ -8,9 +8,8 @@ from flask_openapi3 import APIBlueprint, Tag
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobs import results, submission
-from jobs.metric_archive import (archive_columns, ensure_archive, load_full_json, metrics_json,
-                                 with_head)
-from jobs.metric_reader import metrics_csv, read_metrics
+from jobs.metric_archive import ensure_archive, load_full_json, metrics_json, with_head
+from jobs.metric_reader import metrics_csv, read_columns
 from jobs.models import FINISHED_STATUSES
 from service.auth import current_user_id
 from service.metric_columns import running_columns
@@ -30,7 +29,7 @@ def get_metrics(path: IdPath, query: MetricsQuery):
 
 def _metrics(session, job, query: MetricsQuery):
     head = {"job_id": job.id, "status": job.status}
-    # A running job's long history, from this process's copy (None once it has finished)
+    # A running job's columns come from this process's copy (None once it has finished)
     metrics = running_columns().read(session, job, query.since_epoch, query.max_points)
     if metrics is None:
         whole = query.since_epoch == 0 and query.max_points is None
@@ -38,11 +37,8 @@ def _metrics(session, job, query: MetricsQuery):
             full = load_full_json(session, job)
             if full is not None:
                 return _json(with_head(full, **head))
-        archive = _archive(session, job)
-        metrics = (archive_columns(archive, job, query.since_epoch, query.max_points)
-                   if archive is not None else
-                   read_metrics(session, job, since_epoch=query.since_epoch,
-                                max_points=query.max_points))
+        metrics = read_columns(session, job, since_epoch=query.since_epoch,
+                               max_points=query.max_points, archive=_archive(session, job))
     if query.format == "csv":
         return Response(metrics_csv(metrics), mimetype="text/csv")
     return _json(metrics_json(metrics, **head))

@@ -49,12 +49,15 @@ def test_a_long_history_is_read_once_then_followed(client, alice, app, job_id, l
     assert not [s for s in statements if "_metrics" in s]  # no flush since: no metric read
 
 
-def test_downsampled_reads_and_plots_use_the_copy(client, alice, app, job_id, long_history):
+def test_downsampled_reads_and_plots_use_the_copy(client, alice, app, job_id, long_history,
+                                                  statements):
     sampled = client.get(f"/v1/jobs/{job_id}/metrics?max_points=100", headers=alice)
     assert sampled.status_code == 200 and job_id in app.extensions[EXTENSION]
     assert len(sampled.get_json()["epoch"]) <= 100
+    statements.clear()
     plot = client.get(f"/v1/jobs/{job_id}/plot.png", headers=alice)
     assert plot.status_code == 200 and plot.data.startswith(b"\x89PNG")
+    assert not [s for s in statements if "_metrics" in s]  # drawn from the copy
 
 
 def test_a_finished_job_is_read_from_its_archive(client, alice, app, job_id, long_history,
