@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from operator import attrgetter
 
+import numpy as np
 from sqlalchemy import Integer
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,13 +29,12 @@ from jobs.lease import Lease, hold
 from jobs.models import EpochMetric, LayerMetric
 from jobs.pg_arrays import float8_array, int4_array
 from mlp import EpochRecord, LayerRecord
+from mlp.records import LAYER_FIELDS, layer_table
 
 log = logging.getLogger(__name__)
 
 EPOCH_FIELDS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "learning_rate",
                 "seconds")
-LAYER_FIELDS = ("weight_grad_norm", "bias_grad_norm", "delta_norm", "weight_norm",
-                "update_ratio", "dead_fraction", "saturated_fraction")
 
 
 def finite_or_none(value: float | None) -> float | None:
@@ -77,21 +77,18 @@ def record_from_dict(record: dict) -> EpochRecord:
 def record_tuples(job_id: str, records: list[EpochRecord]) -> tuple[list[tuple], list[tuple]]:
     """Epoch rows and layer rows, as tuples in EPOCH_COLUMNS / LAYER_COLUMNS order.
 
-    Reads the records' attributes directly: `EpochRecord.to_dict()` (dataclasses.asdict)
-    deep-copies every value and cost more than an XOR epoch itself.
+    Reads the records' attributes directly (`EpochRecord.to_dict()` deep-copies every
+    value and cost more than an XOR epoch itself) and their layers as one table.
     """
     def clean(v):  # finite_or_none, inlined for speed; NaN fails both comparisons
         return float(v) if v is not None and -_MAX_FLOAT <= v <= _MAX_FLOAT else None
 
-    epochs, layers = [], []
-    for r in records:
-        epochs.append((job_id, int(r.epoch), clean(r.train_loss), clean(r.val_loss),
-                       clean(r.train_accuracy), clean(r.val_accuracy),
-                       clean(r.learning_rate), clean(r.seconds)))
-        layers.extend((job_id, int(r.epoch), int(la.layer), clean(la.weight_grad_norm),
-                       clean(la.bias_grad_norm), clean(la.delta_norm), clean(la.weight_norm),
-                       clean(la.update_ratio), clean(la.dead_fraction),
-                       clean(la.saturated_fraction)) for la in r.layers)
+    epochs = [(job_id, int(r.epoch), clean(r.train_loss), clean(r.val_loss),
+               clean(r.train_accuracy), clean(r.val_accuracy), clean(r.learning_rate),
+               clean(r.seconds)) for r in records]
+    epoch_of_layer = (r.epoch for r in records for _ in r.layers)
+    layers = [(job_id, int(e), int(row[0]), *map(clean, row[1:]))
+              for e, row in zip(epoch_of_layer, layer_table(records).tolist())]
     return epochs, layers
 
 
@@ -123,21 +120,19 @@ def insert_statements(dialect: str, job_id: str, records: list[EpochRecord], *,
     return statements
 
 
-def record_columns(records: list[EpochRecord]) -> tuple[list[list], list[list]]:
+def record_columns(records: list[EpochRecord]) -> tuple[list, list]:
     """The epoch rows' and the layer rows' values column by column, in EPOCH_COLUMNS /
-    LAYER_COLUMNS order without the job id."""
-    layers = [layer for r in records for layer in r.layers]
+    LAYER_COLUMNS order without the job id (lists or numpy arrays)."""
     epochs = [[r.epoch for r in records]] + [list(map(attrgetter(f), records))
                                              for f in EPOCH_FIELDS]
-    layer_columns = ([[r.epoch for r in records for _ in r.layers],
-                      [layer.layer for layer in layers]]
-                     + [list(map(attrgetter(f), layers)) for f in LAYER_FIELDS])
-    return epochs, layer_columns
+    table = layer_table(records)
+    layer_epochs = np.repeat([r.epoch for r in records], [len(r.layers) for r in records])
+    return epochs, [layer_epochs, *table.T]
 
 
 def _pg_insert(model, columns: tuple[str, ...], job_id: str, values: list[list],
                skip_duplicates: bool) -> tuple[str, tuple] | None:
-    if not values[0]:
+    if not len(values[0]):
         return None
     arrays = [int4_array(v) if isinstance(model.__table__.c[c].type, Integer) else float8_array(v)
               for c, v in zip(columns[1:], values)]

@@ -3,12 +3,11 @@
 Sums over the epoch's steps live in small float64 arrays (checkpointed mid-epoch), so
 a record is the sums divided by the step count. Definitions are in docs/engine.md.
 """
-import math
 
 import numpy as np
 
 from .activations import RELU_FAMILY
-from .records import EpochRecord, LayerRecord
+from .records import EpochRecord, LayerLayout, LayerSums
 
 SATURATION = {"sigmoid": (0.5, 0.49), "tanh": (0.0, 0.99)}  # centre, |a - centre| beyond this
 # Up to this many activations, saturated units are counted in Python: cheaper than numpy calls.
@@ -113,6 +112,9 @@ class EpochTelemetry:
         # They come first in peak_flat (layer order), so their peaks are one slice of it.
         self._block_peak = self.peak_flat[:self._block_rows.size]
         self._pending, self._pending_empty = None, True
+        self._no_dead = np.empty(0)
+        self.layout = LayerLayout([u if r else None for r, u in zip(relu, net.sizes[1:])],
+                                  [a in SATURATION for a in net.activations])
         self._tiny = np.finfo(net.dtype).tiny
         self.steps = 0
         self.activations_seen = 0         # Σ batch sizes (for saturation fractions)
@@ -187,26 +189,13 @@ class EpochTelemetry:
         self._pending_empty = True  # the checkpoint's peaks include everything seen before it
         self.steps, self.activations_seen = (int(v) for v in arrays["tel_counts"])
 
-    def layer_records(self, weight_sq):
-        """Build LayerRecords from the sums; ``weight_sq`` holds ‖Wˡ‖², ‖bˡ‖² at epoch end."""
-        L = len(self.acts)
+    def layer_sums(self, weight_sq):
+        """Return the epoch's per-layer telemetry as a LayerSums (records built when read);
+        ``weight_sq`` holds ‖Wˡ‖², ‖bˡ‖² at epoch end."""
         self._fold()
-        # Records are built every epoch, and a tiny network's epoch is a few dozen µs: one
-        # tolist per array, then plain Python. Python's float division and math.sqrt round
-        # exactly as numpy's float64 ones, so the values are those of the array version.
-        acc, steps = self.acc.tolist(), max(self.steps, 1)
-        sums = [v / steps for v in acc[:4 * L]]
-        saturated = acc[4 * L:]
-        wn = [math.sqrt(v) for v in weight_sq[0::2].tolist()]
-        dead = iter((self.peak_flat <= 0).dot(self._peak_owner).tolist()) if self.peak_flat.size else None
-        seen = max(self.activations_seen, 1)
-        records = []
-        for l, act in enumerate(self.acts):
-            d = next(dead) / self.peak[l].size if self.peak[l] is not None else None
-            sat = saturated[l] / seen if act in SATURATION else None
-            records.append(LayerRecord(l + 1, sums[2 * l], sums[2 * l + 1], sums[2 * L + l], wn[l],
-                                       sums[3 * L + l], d, sat))
-        return records
+        dead = (self.peak_flat <= 0).dot(self._peak_owner) if self.peak_flat.size else self._no_dead
+        raw = np.concatenate((self.acc, weight_sq, dead), dtype=np.float64)
+        return LayerSums(raw, self.layout, self.steps, self.activations_seen)
 
 
 def make_record(epoch, train_loss, val_loss, train_acc, val_acc, lr, seconds, layers):

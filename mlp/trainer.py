@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from .data_split import BatchRows, EpochBatches, prepare_data
+from .epoch_order import OrderBlock, epochs_per_block
 from .blas_threads import single_thread, wants_single_thread
 from .errors import DivergenceError, SpecError
 from .losses import LOSSES
@@ -81,7 +82,13 @@ class Trainer:
         if batches is None:
             self._Xa = np.ones((len(self.X), self.X.shape[1] + 1), self.dtype)
             self._Xa[:, :-1] = self.X
-        if self.spec["training"]["shuffle"]:
+        self._orders = None
+        if self.spec["training"]["shuffle"] and batches is None:
+            K = epochs_per_block(len(self.X), self._Xa.shape[1] + self.T[:1].size)
+            self._orders = OrderBlock(self._Xa, self.T, self.labels, K) if K > 1 else None
+        if self._orders is not None:
+            self._Xp, self._Tp, self._Lp = self._Xa, self.T, self.labels  # views set per epoch
+        elif self.spec["training"]["shuffle"]:
             self._Xp = batches if batches is not None else np.empty_like(self._Xa)
             self._Tp = np.empty_like(self.T)
             self._Lp = None if self.labels is None else np.empty_like(self.labels)
@@ -152,14 +159,18 @@ class Trainer:
         return SCHEDULES[opt["schedule"]["name"]](opt["learning_rate"], self.epoch, opt["schedule"])
 
     def _begin_epoch(self):
-        self._epoch_rng_state = self.rng.bit_generator.state
-        self._draw_order()
+        if self._orders is not None:
+            self._Xp, self._Tp, self._Lp = self._orders.views(self.rng, self.epoch)
+        else:
+            self._epoch_rng_state = self.rng.bit_generator.state
+            self._draw_order()
         self.telemetry.reset()
         self._loss_sum, self._n_seen, self._correct, self._elapsed = 0.0, 0, 0, 0.0
         self.pos, self._in_epoch = 0, True
 
     def _draw_order(self):
-        """Draw the epoch's permutation and gather the rows once into reused buffers."""
+        """Draw the epoch's permutation and gather the rows once into reused buffers
+        (datasets too big for an OrderBlock)."""
         if not self.spec["training"]["shuffle"]:
             return
         perm = self.rng.permutation(len(self.X))
@@ -303,7 +314,7 @@ class Trainer:
         if recorded or stop:
             wsq = segment_sq_norms(self.net.params, self.net.segments, self._wsq, self._scratch)
             record = make_record(self.epoch, train_loss, val_loss, train_acc, val_acc, lr,
-                                 self._elapsed, self.telemetry.layer_records(wsq))
+                                 self._elapsed, self.telemetry.layer_sums(wsq))
         if stop or self.epoch == t["epochs"]:
             self._early_stopped = stop
             self._finished = True

@@ -3,8 +3,9 @@
 Arrays: ``params``, the optimizer's state (``opt_*``), the epoch's telemetry sums
 (``tel_*``) and, with early stopping, ``best_params``. Metadata: the canonical spec
 (a checkpoint only resumes the same spec), epoch and batch position, the RNG state
-(from the start of the epoch when stopped mid-epoch, so the same permutation is
-redrawn), the epoch's loss/accuracy sums, early-stopping bookkeeping, the last record.
+(from the start of the epoch when stopped mid-epoch, or of the current OrderBlock with
+its first epoch in ``order_block``, so the same permutations are redrawn), the epoch's
+loss/accuracy sums, early-stopping bookkeeping, the last record.
 """
 import numpy as np
 
@@ -28,9 +29,13 @@ def dump_state(trainer):
     if trainer._best_params is not None:
         arrays["best_params"] = trainer._best_params
     meta = {name: getattr(trainer, _attr(name)) for name in SCALARS}
-    rng = trainer._epoch_rng_state if trainer._in_epoch else trainer.rng.bit_generator.state
+    orders, block = trainer._orders, None
+    if orders is not None and orders.start is not None:
+        rng, block = orders.rng_state, orders.start
+    else:
+        rng = trainer._epoch_rng_state if trainer._in_epoch else trainer.rng.bit_generator.state
     last = trainer._last_record
-    meta.update({"format": FORMAT, "spec": trainer.spec, "rng": rng,
+    meta.update({"format": FORMAT, "spec": trainer.spec, "rng": rng, "order_block": block,
                  "last_record": None if last is None else last.to_dict()})
     return checkpoint.pack(arrays, meta)
 
@@ -50,10 +55,27 @@ def load_state(trainer, data):
     for name in SCALARS:
         setattr(trainer, _attr(name), meta[name])
     trainer.rng.bit_generator.state = meta["rng"]
-    if trainer._in_epoch:
-        trainer._epoch_rng_state = meta["rng"]
-        trainer._draw_order()  # the same permutation; leaves the RNG where it was
+    _restore_order(trainer, meta)
     last = meta["last_record"]
     if last is not None:
         last["layers"] = [LayerRecord(**r) for r in last["layers"]]
         trainer._last_record = EpochRecord(**last)
+
+
+def _restore_order(trainer, meta):
+    """Redraw the rows of the epoch in progress (and of its OrderBlock) from the stored
+    RNG state, which leaves the RNG where the uninterrupted run had it."""
+    orders, start = trainer._orders, meta.get("order_block")
+    if orders is None:
+        if start is not None:
+            raise ValueError("the checkpoint was written for different training data")
+        if trainer._in_epoch:
+            trainer._epoch_rng_state = meta["rng"]
+            trainer._draw_order()
+        return
+    if start is None and trainer._in_epoch:
+        start = trainer.epoch  # a checkpoint from before blocks: its epoch-start state
+    if start is not None:
+        orders.draw(trainer.rng, start)
+    if trainer._in_epoch:
+        trainer._Xp, trainer._Tp, trainer._Lp = orders.views(trainer.rng, trainer.epoch)

@@ -1,6 +1,8 @@
 """The engine's fast paths give the same results as the plain ones: side-by-side norms,
 dead units tracked over all hidden layers at once, the one-thread BLAS limit for small
 networks, and Adam's scalar handling in float32."""
+import json
+
 import numpy as np
 import pytest
 
@@ -171,3 +173,62 @@ def test_small_batch_count_correct_matches_numpy():
     out, labels = rng.random((20, 1)).astype(np.float32), rng.integers(0, 2, 20)
     out[:3, 0] = [0.5, np.nan, np.nextafter(np.float32(0.5), np.float32(1))]
     assert count_correct(out, labels) == np.count_nonzero((out[:, 0] > 0.5) == labels)
+
+
+def test_order_blocks_draw_exactly_the_per_epoch_permutations(monkeypatch):
+    """A small dataset's epochs are shuffled a block at a time (mlp/epoch_order.py); the
+    rows, and so every result, are those of one permutation drawn per epoch."""
+    spec, X, y = small_classifier("float64", epochs=7)
+    blocked = mlp.Trainer(spec, X, y, n_classes=2)
+    monkeypatch.setattr(mlp.trainer, "epochs_per_block", lambda n, width: 1)
+    plain = mlp.Trainer(spec, X, y, n_classes=2)
+    assert blocked._orders is not None and blocked._orders.epochs > 7 and plain._orders is None
+    assert untimed(fit_records(blocked)) == untimed(fit_records(plain))
+    np.testing.assert_array_equal(blocked.net.params, plain.net.params)
+    assert blocked.rng.bit_generator.state != plain.rng.bit_generator.state  # the block drew ahead
+
+
+def untimed(records):
+    return [dict(r, seconds=None) for r in records]
+
+
+@pytest.mark.parametrize("mid_epoch", [False, True])
+def test_a_checkpoint_without_an_order_block_resumes_bit_identically(mid_epoch):
+    """A checkpoint written before order blocks holds the RNG state after the completed
+    epochs' permutations (the start of the epoch in progress, if any) and no block."""
+    spec, X, y = small_classifier("float64", epochs=5)
+    straight = mlp.Trainer(spec, X, y, n_classes=2)
+    expected = fit_records(straight)
+    trainer, records, states = mlp.Trainer(spec, X, y, n_classes=2), [], []
+    polls = iter(range(4 if mid_epoch else 99))  # 3 batches an epoch: the 5th poll is in epoch 2
+    trainer.fit(on_epoch=lambda r: (records.append(r.to_dict()), states.append(trainer.state_bytes())),
+                should_stop=lambda: next(polls, None) is None)
+    arrays, meta = mlp.checkpoint.unpack(trainer.state_bytes() if mid_epoch else states[1])
+    assert meta.pop("order_block") == 0 and meta["in_epoch"] == mid_epoch and meta["epoch"] in (1, 2)
+    old = mlp.Trainer(spec, X, y, n_classes=2).rng
+    for _ in range(meta["epoch"]):
+        old.permutation(len(trainer.X))
+    meta["rng"] = old.bit_generator.state
+    resumed = mlp.Trainer.from_state(spec, X, y, mlp.checkpoint.pack(arrays, meta), n_classes=2)
+    assert untimed(records[:meta["epoch"]] + fit_records(resumed)) == untimed(expected)
+    np.testing.assert_array_equal(resumed.net.params, straight.net.params)
+
+
+def test_layer_sums_read_as_the_records_and_as_one_table():
+    spec, X, y = small_classifier("float32", epochs=3)
+    records = []
+    mlp.Trainer(spec, X, y, n_classes=2).fit(on_epoch=records.append)
+    sums = records[-1].layers
+    assert isinstance(sums, mlp.records.LayerSums) and len(sums) == 3
+    materialised = [mlp.LayerRecord(**vars(layer)) for layer in sums]
+    assert sums == materialised and materialised == sums
+    assert [la.dead_fraction is None for la in sums] == [False, True, True]
+    assert [la.saturated_fraction is None for la in sums] == [True, False, True]
+    assert json.loads(json.dumps(records[-1].to_dict()))["layers"][0]["layer"] == 1
+    as_lists = [mlp.EpochRecord(**{**vars(r), "layers": list(r.layers)}) for r in records]
+    table = mlp.records.layer_table(records)
+    np.testing.assert_array_equal(table, mlp.records.layer_table(as_lists))  # NaN where None
+    assert table.shape == (9, 8) and table[:, 0].tolist() == [1, 2, 3] * 3
+    last = table[6:]  # the last epoch's three layers
+    assert last[:, 1:6].tolist() == [[getattr(la, f) for f in mlp.records.LAYER_FIELDS[:5]] for la in sums]
+    assert last[0, 6] == sums[0].dead_fraction and last[1, 7] == sums[1].saturated_fraction
