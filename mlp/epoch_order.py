@@ -36,8 +36,8 @@ class OrderBlock:
         if self.start is None or not 0 <= epoch - self.start < self.epochs:
             self.draw(rng, epoch)
         lo = (epoch - self.start) * self.n
-        rows = [b[lo:lo + self.n] for b in self.blocks]
-        return rows[0], rows[1], rows[2] if len(rows) == 3 else None
+        hi, blocks = lo + self.n, self.blocks
+        return blocks[0][lo:hi], blocks[1][lo:hi], blocks[2][lo:hi] if len(blocks) == 3 else None
 
     def draw(self, rng, start):
         """Draw the block of epochs beginning at ``start`` from ``rng``'s current state."""
