@@ -113,6 +113,7 @@ class EpochTelemetry:
         self._block_peak = self.peak_flat[:self._block_rows.size]
         self._pending, self._pending_empty = None, True
         self._no_dead = np.empty(0)
+        self._ones = {}  # (batch size, dtype) -> ones, for _unit_peaks
         self.layout = LayerLayout([u if r else None for r, u in zip(relu, net.sizes[1:])],
                                   [a in SATURATION for a in net.activations])
         self._tiny = np.finfo(net.dtype).tiny
@@ -145,11 +146,22 @@ class EpochTelemetry:
         for l, (peak, bounds) in enumerate(zip(self.peak, self._sat_bounds)):
             a = ws.a[l]
             if peak is not None and not (block and l < len(self.acts) - 1):
-                # ufunc.reduce directly: ndarray.max goes through a Python wrapper.
-                maximum(peak, maximum.reduce(a, axis=0), out=peak)
+                maximum(peak, self._unit_peaks(l, a), out=peak)
             elif bounds is not None:
                 self.saturated[l] += count_saturated(a, *bounds) / a.shape[1]
         self.activations_seen += ws.m
+
+    def _unit_peaks(self, l, a):
+        """Return, per unit of layer l, a value that is <= 0 exactly when all of the batch's
+        activations ``a`` (m, units) are: their maximum, or for relu (a >= 0) their sum,
+        which one BLAS gemv reads about 4x faster (a sum of non-negative values is 0
+        only if all are; NaN stays NaN, as in the maximum)."""
+        if self.acts[l] != "relu":
+            return np.maximum.reduce(a, axis=0)  # ufunc.reduce: ndarray.max has a Python wrapper
+        ones = self._ones.get((a.shape[0], a.dtype))
+        if ones is None:
+            ones = self._ones[(a.shape[0], a.dtype)] = np.ones(a.shape[0], a.dtype)
+        return np.dot(a.T, ones)
 
     def _add_block(self, ws):
         """Fold the batch's hidden block (rows, m) into the pending elementwise maxima."""
