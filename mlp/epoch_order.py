@@ -31,10 +31,17 @@ class OrderBlock:
         self.rng_state = None   # the RNG state the block was drawn from
 
     def views(self, rng, epoch):
-        """Return the epoch's (X, T, labels or None) rows, drawing a new block first when
-        the current one does not cover ``epoch``."""
-        if self.start is None or not 0 <= epoch - self.start < self.epochs:
+        """Return the epoch's (X, T, labels or None) rows, drawing the blocks that follow
+        the current one until one covers ``epoch``.
+
+        Blocks follow each other, so a trainer resumed with another block size (a
+        checkpoint from an engine with other bounds) still draws every epoch's
+        permutation in turn from the same stream.
+        """
+        if self.start is None or epoch < self.start:
             self.draw(rng, epoch)
+        while epoch >= self.start + self.epochs:
+            self.draw(rng, self.start + self.epochs)
         lo = (epoch - self.start) * self.n
         hi, blocks = lo + self.n, self.blocks
         return blocks[0][lo:hi], blocks[1][lo:hi], blocks[2][lo:hi] if len(blocks) == 3 else None

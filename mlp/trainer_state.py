@@ -13,7 +13,10 @@ from . import checkpoint
 from .optimizers import load_optimizer_state
 from .records import EpochRecord, LayerRecord
 
-FORMAT = "gradtrace.trainer/1"
+# /2: the RNG state may be an OrderBlock's (``order_block``), which /1 readers would
+# misread; /1 checkpoints hold an epoch-start state and are still read.
+FORMAT = "gradtrace.trainer/2"
+READABLE = ("gradtrace.trainer/1", FORMAT)
 SCALARS = ("epoch", "pos", "loss_sum", "n_seen", "correct", "elapsed", "best_value", "best_epoch",
            "best_val_loss", "wait", "in_epoch", "finished", "early_stopped")
 
@@ -43,7 +46,7 @@ def dump_state(trainer):
 def load_state(trainer, data):
     """Restore ``trainer`` (built on the same spec and data) from ``dump_state`` bytes."""
     arrays, meta = checkpoint.unpack(data)
-    if meta.get("format") != FORMAT:
+    if meta.get("format") not in READABLE:
         raise ValueError("not a gradtrace trainer checkpoint")
     if meta["spec"] != trainer.spec:
         raise ValueError("the checkpoint was written for a different spec")
@@ -67,10 +70,11 @@ def _restore_order(trainer, meta):
     RNG state, which leaves the RNG where the uninterrupted run had it."""
     orders, start = trainer._orders, meta.get("order_block")
     if orders is None:
-        if start is not None:
-            raise ValueError("the checkpoint was written for different training data")
+        if start is not None:  # written by an engine that drew this data in blocks
+            for _ in range(trainer.epoch - start):
+                trainer.rng.permutation(len(trainer.X))
         if trainer._in_epoch:
-            trainer._epoch_rng_state = meta["rng"]
+            trainer._epoch_rng_state = trainer.rng.bit_generator.state
             trainer._draw_order()
         return
     if start is None and trainer._in_epoch:

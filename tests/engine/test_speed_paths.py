@@ -205,6 +205,8 @@ def test_a_checkpoint_without_an_order_block_resumes_bit_identically(mid_epoch):
                 should_stop=lambda: next(polls, None) is None)
     arrays, meta = mlp.checkpoint.unpack(trainer.state_bytes() if mid_epoch else states[1])
     assert meta.pop("order_block") == 0 and meta["in_epoch"] == mid_epoch and meta["epoch"] in (1, 2)
+    assert meta["format"] == "gradtrace.trainer/2"
+    meta["format"] = "gradtrace.trainer/1"
     old = mlp.Trainer(spec, X, y, n_classes=2).rng
     for _ in range(meta["epoch"]):
         old.permutation(len(trainer.X))
@@ -232,3 +234,30 @@ def test_layer_sums_read_as_the_records_and_as_one_table():
     last = table[6:]  # the last epoch's three layers
     assert last[:, 1:6].tolist() == [[getattr(la, f) for f in mlp.records.LAYER_FIELDS[:5]] for la in sums]
     assert last[0, 6] == sums[0].dead_fraction and last[1, 7] == sums[1].saturated_fraction
+
+
+@pytest.mark.parametrize("written_k,read_k", [(None, 3), (3, None), (None, 1), (3, 1), (1, 3)])
+def test_a_checkpoint_resumes_bit_identically_under_another_block_size(monkeypatch, written_k, read_k):
+    """An engine with other block bounds (K: epochs per block; 1 is per-epoch drawing)
+    draws the same permutations in turn, from any stop, mid-epoch or between epochs."""
+    spec, X, y = small_classifier("float64", epochs=7)
+    default = mlp.trainer.epochs_per_block
+    expected = untimed(fit_records(mlp.Trainer(spec, X, y, n_classes=2)))
+
+    def block_size(k):
+        monkeypatch.setattr(mlp.trainer, "epochs_per_block", default if k is None else (lambda n, width: k))
+
+    for stop_after in (2, 3, 7, 10, 14):  # 3 batches an epoch
+        block_size(written_k)
+        trainer, records, polls = mlp.Trainer(spec, X, y, n_classes=2), [], iter(range(stop_after))
+        trainer.fit(on_epoch=lambda r: records.append(r.to_dict()), should_stop=lambda: next(polls, None) is None)
+        block_size(read_k)
+        resumed = mlp.Trainer.from_state(spec, X, y, trainer.state_bytes(), n_classes=2)
+        assert (resumed._orders is None) == (read_k == 1)
+        assert untimed(records + fit_records(resumed)) == expected, stop_after
+    block_size(written_k)  # and from a checkpoint between epochs 4 and 5
+    trainer, states = mlp.Trainer(spec, X, y, n_classes=2), {}
+    trainer.fit(on_epoch=lambda r: states.__setitem__(r.epoch, trainer.state_bytes()))
+    block_size(read_k)
+    resumed = mlp.Trainer.from_state(spec, X, y, states[4], n_classes=2)
+    assert not resumed._in_epoch and untimed(fit_records(resumed)) == expected[4:]
