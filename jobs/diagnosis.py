@@ -8,9 +8,9 @@ Cost: the detectors are fed columns, a chunk of epochs at a time, from two state
 per chunk (the losses, then every layer row of those epochs), each compiled once; the
 per-layer conditions are numpy comparisons over a chunk's layer columns. A chunk holds
 at most READ_CHUNK_ROWS layer rows, so a first pass over a long history of a wide
-network holds a few MiB at a time. Detector state is
-cached per process and fed only the epochs recorded since the previous call, so a poll
-of a running job reads only what is new (two small reads, however many layers).
+network holds a few MiB at a time. Detector state is cached per process and fed only
+the epochs recorded since the previous call, so a poll of a running job reads only what
+is new (two small reads, however many layers).
 """
 from __future__ import annotations
 

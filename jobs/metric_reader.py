@@ -192,7 +192,6 @@ def layer_rows(fields: tuple[str, ...]) -> Prepared:
                     .order_by(LayerMetric.epoch, LayerMetric.layer))
 
 
-
 def _fetch(conn, sql: str, params) -> list[tuple]:
     driver = conn.connection.driver_connection
     # psycopg: binary results, whose floats load without parsing text (SQLite has no choice)

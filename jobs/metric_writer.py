@@ -14,7 +14,6 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from operator import attrgetter
 
 import numpy as np
 from sqlalchemy import Integer
@@ -72,6 +71,19 @@ def record_from_dict(record: dict) -> EpochRecord:
     return EpochRecord(**{**record, "layers": layers})
 
 
+def record_arrays(records: list[EpochRecord]) -> tuple[tuple[list[np.ndarray], np.ndarray], ...]:
+    """(keys, values) of the records' epoch rows and of their layer rows: the key columns
+    (epoch; epoch and layer) as int64 arrays, and the values as a (rows, fields) float64
+    array in EPOCH_FIELDS / LAYER_FIELDS order, NaN for None. One numpy pass over all of
+    a flush's layers (`layer_table`); the rows of either table follow from these."""
+    epochs = np.array([r.epoch for r in records], dtype=np.int64)
+    values = np.array([[getattr(r, f) for f in EPOCH_FIELDS] for r in records],
+                      dtype=np.float64).reshape(-1, len(EPOCH_FIELDS))
+    table = layer_table(records)
+    layer_keys = [np.repeat(epochs, [len(r.layers) for r in records]), table[:, 0].astype(np.int64)]
+    return ([epochs], values), (layer_keys, table[:, 1:])
+
+
 def record_tuples(job_id: str, records: list[EpochRecord]) -> tuple[list[tuple], list[tuple]]:
     """Epoch rows and layer rows, as tuples in EPOCH_COLUMNS / LAYER_COLUMNS order, with
     None for non-finite values.
@@ -80,13 +92,8 @@ def record_tuples(job_id: str, records: list[EpochRecord]) -> tuple[list[tuple],
     even a Python call per value (finite_or_none) cost a flush of 500 XOR epochs more
     than the 500 epochs' training.
     """
-    epoch_numbers = np.array([r.epoch for r in records], dtype=np.int64)
-    values = np.array([[getattr(r, f) for f in EPOCH_FIELDS] for r in records],
-                      dtype=np.float64).reshape(-1, len(EPOCH_FIELDS))
-    table = layer_table(records)
-    layer_epochs = np.repeat(epoch_numbers, [len(r.layers) for r in records])
-    return (_tuples(job_id, [epoch_numbers], values),
-            _tuples(job_id, [layer_epochs, table[:, 0].astype(np.int64)], table[:, 1:]))
+    epochs, layers = record_arrays(records)
+    return _tuples(job_id, *epochs), _tuples(job_id, *layers)
 
 
 def _tuples(job_id: str, keys: list[np.ndarray], values: np.ndarray) -> list[tuple]:
@@ -116,9 +123,10 @@ def insert_statements(dialect: str, job_id: str, records: list[EpochRecord], *,
     if not records:
         return []
     if dialect == "postgresql":
-        epochs, layers = record_columns(records)
-        return [_pg_insert(EpochMetric, EPOCH_COLUMNS, job_id, epochs, skip_duplicates),
-                _pg_insert(LayerMetric, LAYER_COLUMNS, job_id, layers, skip_duplicates)]
+        return [_pg_insert(model, columns, job_id, [*keys, *values.T], skip_duplicates)
+                for model, columns, (keys, values) in zip(
+                    (EpochMetric, LayerMetric), (EPOCH_COLUMNS, LAYER_COLUMNS),
+                    record_arrays(records))]
     statements = []
     for model, columns, rows in zip((EpochMetric, LayerMetric), (EPOCH_COLUMNS, LAYER_COLUMNS),
                                     record_tuples(job_id, records)):
@@ -129,17 +137,7 @@ def insert_statements(dialect: str, job_id: str, records: list[EpochRecord], *,
     return statements
 
 
-def record_columns(records: list[EpochRecord]) -> tuple[list, list]:
-    """The epoch rows' and the layer rows' values column by column, in EPOCH_COLUMNS /
-    LAYER_COLUMNS order without the job id (lists or numpy arrays)."""
-    epochs = [[r.epoch for r in records]] + [list(map(attrgetter(f), records))
-                                             for f in EPOCH_FIELDS]
-    table = layer_table(records)
-    layer_epochs = np.repeat([r.epoch for r in records], [len(r.layers) for r in records])
-    return epochs, [layer_epochs, *table.T]
-
-
-def _pg_insert(model, columns: tuple[str, ...], job_id: str, values: list[list],
+def _pg_insert(model, columns: tuple[str, ...], job_id: str, values: list[np.ndarray],
                skip_duplicates: bool) -> tuple[str, tuple] | None:
     if not len(values[0]):
         return None

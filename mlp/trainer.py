@@ -59,8 +59,6 @@ class Trainer:
         self._loss_value, self._loss_delta = LOSSES[spec["loss"]["name"]]
         self._loss_params, self._clip = spec["loss"], t["gradient_clip_norm"]
         self._one_thread = wants_single_thread(self.net.sizes, t["batch_size"])
-        # Read every epoch: looked up once (a tiny network's epoch is a few dozen µs).
-        self._epochs, self._every, self._es = t["epochs"], spec["record"]["every_epochs"], t["early_stopping"]
         self._allocate()
         self._reset_progress()
 
@@ -188,8 +186,9 @@ class Trainer:
     def _telemetry_on(self):
         # Per-step telemetry only in epochs that may be recorded: every recorded
         # epoch, the last, and every epoch when early stopping may end the run.
-        e = self.epoch + 1
-        return self._es is not None or e % self._every == 0 or e == self._epochs
+        e, t = self.epoch + 1, self.spec["training"]
+        return (t["early_stopping"] is not None or e % self.spec["record"]["every_epochs"] == 0
+                or e == t["epochs"])
 
     def _run_batches(self, lr, should_stop):
         fold = lr if (self.optimizer.folds_lr and lr > 0) else 1.0
@@ -300,10 +299,11 @@ class Trainer:
     # ---- epoch end, early stopping -------------------------------------------------
 
     def _end_epoch(self, lr):
+        t = self.spec["training"]
         self.epoch += 1
         self._in_epoch, self.pos = False, 0
-        recorded = self.epoch % self._every == 0 or self.epoch == self._epochs
-        es = self._es
+        recorded = self.epoch % self.spec["record"]["every_epochs"] == 0 or self.epoch == t["epochs"]
+        es = t["early_stopping"]
         val_loss = val_acc = None
         if self.Xv is not None and (recorded or es is not None):
             val_loss, val_acc = self.evaluate(self.Xv, self.Tv, self.labels_v)
@@ -315,7 +315,7 @@ class Trainer:
             wsq = segment_sq_norms(self.net.params, self.net.segments, self._wsq, self._scratch)
             record = make_record(self.epoch, train_loss, val_loss, train_acc, val_acc, lr,
                                  self._elapsed, self.telemetry.layer_sums(wsq))
-        if stop or self.epoch == self._epochs:
+        if stop or self.epoch == t["epochs"]:
             self._early_stopped = stop
             self._finished = True
             if self._best_params is not None and self._best_epoch is not None:
@@ -324,7 +324,7 @@ class Trainer:
 
     def _track_best(self, val_loss, val_acc, train_loss):
         """Update the best epoch; return True when early stopping should end training."""
-        es = self._es
+        es = self.spec["training"]["early_stopping"]
         if es is None:
             if val_loss is not None and (self._best_val_loss is None or val_loss < self._best_val_loss):
                 self._best_epoch, self._best_val_loss = self.epoch, val_loss
