@@ -25,7 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs.db import session_scope
-from jobs.metric_writer import LAYER_FIELDS, insert_ignoring_duplicates
+from jobs.metric_writer import (EPOCH_FIELDS, LAYER_FIELDS, WrittenRows,
+                                insert_ignoring_duplicates)
 from jobs.models import FINISHED_STATUSES, Artifact, EpochMetric, Job, LayerMetric, utcnow
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,23 @@ def columns_from_rows(epoch_rows: list[tuple], layer_rows: list[tuple],
     # slower (each goes through the generic sequence protocol).
     epochs = np.array(epoch_rows, dtype=np.float64).reshape(-1, 1 + len(EPOCH_COLUMNS))
     layers = np.array(layer_rows, dtype=np.float64).reshape(-1, 2 + len(LAYER_FIELDS))
+    return columns_from_tables(epochs, layers, n_layers)
+
+
+def columns_from_written(written: WrittenRows, n_layers: int) -> MetricArchive | None:
+    """The archive of the rows a worker's MetricBuffer wrote (the same as of the stored
+    rows when that worker trained the job from scratch); None if it forgot them."""
+    tables = written.tables()
+    if tables is None:
+        return None
+    epochs, layers = tables
+    keep = [0] + [1 + EPOCH_FIELDS.index(c) for c in EPOCH_COLUMNS]
+    return columns_from_tables(epochs[:, keep], layers, n_layers)
+
+
+def columns_from_tables(epochs: np.ndarray, layers: np.ndarray,
+                        n_layers: int) -> MetricArchive | None:
+    """columns_from_rows from its rows as float64 tables (NaN for NULL)."""
     epoch = epochs[:, 0].astype(np.int64)
     if len(layers) != len(epoch) * n_layers or (
             len(layers) and not (np.array_equal(layers[:, 0], np.repeat(epoch, n_layers))
@@ -172,15 +190,22 @@ def load_archive(session: Session, job: Job) -> MetricArchive | None:
     return archive
 
 
-def ensure_archive(session: Session, job: Job) -> MetricArchive | None:
-    """The finished job's archive, built from its rows and added to the session if it
-    has none yet (the caller commits); None for a running job or incomplete rows."""
+def ensure_archive(session: Session, job: Job,
+                   written: WrittenRows | None = None) -> MetricArchive | None:
+    """The finished job's archive, built and added to the session if it has none yet (the
+    caller commits); None for a running job or incomplete rows.
+
+    Built from `written` when given (the caller vouches that those are all the job's
+    rows) and complete, else from the stored rows.
+    """
     if job.status not in FINISHED_STATUSES:
         return None
     archive = load_archive(session, job)
     if archive is not None:
         return archive
-    archive = build_archive(session, job)
+    n_layers = len(job.spec["network"]["layers"])
+    archive = ((columns_from_written(written, n_layers) if written is not None else None)
+               or build_archive(session, job))
     if archive is not None:
         # Whoever archives a final history writes the same bytes: the first one stays.
         full = metrics_json(archive_columns(archive, job))
@@ -197,14 +222,16 @@ def load_full_json(session: Session, job: Job) -> bytes | None:
                                                       Artifact.kind == JSON_KIND))
 
 
-def archive_finished(factory: sessionmaker[Session], job_id: str) -> None:
-    """Archive a job the worker just finished. Needs no lease: the job is final, so its
-    rows can no longer change. A failure only logs; the first read archives it then."""
+def archive_finished(factory: sessionmaker[Session], job_id: str,
+                     written: WrittenRows | None = None) -> None:
+    """Archive a job the worker just finished, from `written` if those are all its rows
+    (see ensure_archive). Needs no lease: the job is final, so its rows can no longer
+    change. A failure only logs; the first read archives it then."""
     try:
         with session_scope(factory) as session:
             job = session.get(Job, job_id)
             if job is not None:
-                ensure_archive(session, job)
+                ensure_archive(session, job, written)
     except Exception:
         log.warning("could not archive the metrics of job %s", job_id, exc_info=True)
 

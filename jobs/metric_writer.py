@@ -92,7 +92,12 @@ def record_tuples(job_id: str, records: list[EpochRecord]) -> tuple[list[tuple],
     even a Python call per value (finite_or_none) cost a flush of 500 XOR epochs more
     than the 500 epochs' training.
     """
-    epochs, layers = record_arrays(records)
+    return row_tuples(job_id, record_arrays(records))
+
+
+def row_tuples(job_id: str, arrays) -> tuple[list[tuple], list[tuple]]:
+    """record_tuples from the records' `record_arrays`."""
+    epochs, layers = arrays
     return _tuples(job_id, *epochs), _tuples(job_id, *layers)
 
 
@@ -108,10 +113,10 @@ def _tuples(job_id: str, keys: list[np.ndarray], values: np.ndarray) -> list[tup
     return list(map(tuple, rows.tolist()))
 
 
-def insert_statements(dialect: str, job_id: str, records: list[EpochRecord], *,
+def insert_statements(dialect: str, job_id: str, arrays, *,
                       skip_duplicates: bool) -> list[tuple[str, tuple | list]]:
-    """Driver-level INSERTs of the records' epoch and layer rows; with `skip_duplicates`
-    they ignore (job, epoch[, layer]) rows already stored.
+    """Driver-level INSERTs of the epoch and layer rows in `arrays` (`record_arrays`);
+    with `skip_duplicates` they ignore (job, epoch[, layer]) rows already stored.
 
     PostgreSQL gets INSERT ... SELECT FROM unnest(column arrays): a single round trip per
     table whatever the row count (an executemany costs one per row, 0.2 ms each), with
@@ -120,16 +125,15 @@ def insert_statements(dialect: str, job_id: str, records: list[EpochRecord], *,
     insertion, about 40 % of its time per row; a duplicate then fails the statement.
     SQLite gets the driver's own executemany, a loop in C, always ignoring duplicates.
     """
-    if not records:
+    if not len(arrays[0][1]):
         return []
     if dialect == "postgresql":
         return [_pg_insert(model, columns, job_id, [*keys, *values.T], skip_duplicates)
                 for model, columns, (keys, values) in zip(
-                    (EpochMetric, LayerMetric), (EPOCH_COLUMNS, LAYER_COLUMNS),
-                    record_arrays(records))]
+                    (EpochMetric, LayerMetric), (EPOCH_COLUMNS, LAYER_COLUMNS), arrays)]
     statements = []
     for model, columns, rows in zip((EpochMetric, LayerMetric), (EPOCH_COLUMNS, LAYER_COLUMNS),
-                                    record_tuples(job_id, records)):
+                                    row_tuples(job_id, arrays)):
         if rows:
             marks = ", ".join("?" * len(columns))
             statements.append((f"INSERT OR IGNORE INTO {model.__tablename__} "
@@ -149,6 +153,48 @@ def _pg_insert(model, columns: tuple[str, ...], job_id: str, values: list[np.nda
             (job_id, *arrays))
 
 
+class WrittenRows:
+    """The rows a MetricBuffer committed, kept as their arrays (`record_arrays`) while they
+    hold at most `max_values` numbers (past that, forgotten: None).
+
+    The worker archives a job it trained from scratch to success from these instead of
+    reading its thousands of rows back (jobs/metric_archive.py): for XOR's 2000 epochs
+    that read was about 50 ms of the worker's time after every job. Added to only after a
+    commit, in epoch order (flushes run one at a time, a failed one's rows go back in
+    front), so each row is kept once.
+    """
+
+    def __init__(self, max_values: int):
+        self._parts: list | None = []
+        self._room = max_values
+
+    def add(self, arrays) -> None:
+        """Keep the rows of `arrays` (a flush's; nothing is copied or computed here)."""
+        if self._parts is None:
+            return
+        self._room -= sum(len(values) * (len(keys) + values.shape[1]) for keys, values in arrays)
+        if self._room < 0:
+            self._parts = None
+        else:
+            self._parts.append(arrays)
+
+    def tables(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(epoch, *EPOCH_FIELDS) rows and (epoch, layer, *LAYER_FIELDS) rows as float64
+        tables in the order written, non-finite values NaN as the database gives back the
+        NULL it stores for them; None once over the bound."""
+        if self._parts is None:
+            return None
+        widths = (len(EPOCH_FIELDS), len(LAYER_FIELDS))
+        tables = []
+        for i, width in enumerate(widths):
+            keys = [np.concatenate([p[i][0][k] for p in self._parts] or [np.empty(0)])
+                    for k in range(i + 1)]
+            values = np.concatenate([p[i][1] for p in self._parts] or [np.empty((0, width))])
+            tables.append(np.column_stack([*keys, np.where(np.isfinite(values), values,
+                                                            np.nan)]))
+        return tuple(tables)
+
+
 class MetricBuffer:
     """Collects epoch records and flushes them by time and by count.
 
@@ -166,8 +212,9 @@ class MetricBuffer:
     """
 
     def __init__(self, factory: sessionmaker[Session], lease: Lease, *, flush_seconds: float,
-                 flush_rows: int, clock=time.monotonic, background: bool = False):
-        self._factory, self._lease = factory, lease
+                 flush_rows: int, clock=time.monotonic, background: bool = False,
+                 written: WrittenRows | None = None):
+        self._factory, self._lease, self.written = factory, lease, written
         self._flush_seconds, self._flush_rows, self._clock = flush_seconds, flush_rows, clock
         self._records: list[EpochRecord] = []
         self._last_epoch = 0
@@ -256,8 +303,7 @@ class MetricBuffer:
         self._last_flush = self._clock()
         self._backoff.succeeded()
 
-    def _write(self, records: list[EpochRecord], epoch: int, *,
-               skip_duplicates: bool = False) -> None:
+    def _write(self, records: list[EpochRecord], epoch: int) -> None:
         """One transaction: plain inserts first; only a batch that meets stored rows pays
         for skipping them (it is written again, skipping them).
 
@@ -265,31 +311,43 @@ class MetricBuffer:
         after the checkpoint) or after a flush whose commit landed but whose answer was
         lost; the engine recomputes them bit for bit, so keeping the stored copy is right.
         """
-        try:
-            with session_scope(self._factory) as session:
-                self._write_rows(session, records, epoch, skip_duplicates=skip_duplicates)
-        except IntegrityError as exc:
-            if skip_duplicates or getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
-                raise
-            self._write(records, epoch, skip_duplicates=True)
+        arrays = record_arrays(records)
+        for skip_duplicates in (False, True):
+            try:
+                with session_scope(self._factory) as session:
+                    self._write_rows(session, arrays, epoch, skip_duplicates=skip_duplicates)
+                break
+            except IntegrityError as exc:
+                if skip_duplicates or getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+                    raise
+        if self.written is not None:
+            self.written.add(arrays)
 
     def write_pending(self, session: Session, progress_epoch: int) -> None:
         """Write what is buffered, and the job's progress, in the caller's transaction (the
         worker's finishing one: one commit fewer at the end of every job).
 
         Waits for the flush in flight first. Rows stay buffered: if the caller's
-        transaction fails, calling this again in the next one writes them again.
+        transaction fails, calling this again in the next one writes them again; once it
+        has committed, `pending_committed` says so.
         """
         self.settle()
-        self._write_rows(session, self._records, progress_epoch, skip_duplicates=True)
+        self._write_rows(session, record_arrays(self._records), progress_epoch,
+                         skip_duplicates=True)
 
-    def _write_rows(self, session: Session, records: list[EpochRecord], epoch: int, *,
+    def pending_committed(self) -> None:
+        """The caller's transaction of `write_pending` committed: the rows are stored."""
+        if self.written is not None:
+            self.written.add(record_arrays(self._records))
+        self._records = []
+
+    def _write_rows(self, session: Session, arrays, epoch: int, *,
                     skip_duplicates: bool) -> None:
         # The fenced UPDATE comes first: it locks the job row, so no other worker can
         # take the lease between the check and the inserts.
         hold(session, self._lease, epoch=epoch)
         conn = session.connection()
-        for statement in insert_statements(conn.dialect.name, self._lease.job_id, records,
+        for statement in insert_statements(conn.dialect.name, self._lease.job_id, arrays,
                                            skip_duplicates=skip_duplicates):
             if statement is not None:
                 conn.exec_driver_sql(*statement)

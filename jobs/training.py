@@ -36,7 +36,7 @@ from jobs.heartbeat import Heartbeat
 from jobs.lease import Lease, LeaseLost, claim, finish, hand_back, hold
 from jobs.manifest import runtime_manifest
 from jobs.metric_archive import archive_finished
-from jobs.metric_writer import MetricBuffer
+from jobs.metric_writer import MetricBuffer, WrittenRows
 from jobs.models import Dataset, Job
 from jobs.settings import Settings
 from jobs.storage import BlobStore
@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 HANDED_BACK = "handed back"
 LEASE_LOST = "lease lost"
+# Numbers of metric rows kept for the archive (32 MB); a longer history is archived from
+# its stored rows, as any resumed or unfinished one is.
+ARCHIVE_FROM_MEMORY = 4_000_000
 
 
 @dataclass
@@ -83,6 +86,8 @@ class Run:
     max_runtime_s: float = 0.0
     used_s: float = 0.0  # training seconds of earlier attempts, up to their checkpoint
     samples: int = 0
+    resumed: bool = False  # from an earlier attempt's checkpoint
+    written: WrittenRows | None = None  # every metric row of the job, once it succeeded
 
     def lease_lost(self) -> bool:
         return self.heartbeat.lost
@@ -118,7 +123,7 @@ def run_job(factory: sessionmaker[Session], settings: Settings, job_id: str, *,
         return LEASE_LOST
     finally:
         heartbeat.stop()
-    archive_finished(factory, job_id)  # only if the job is now final (not handed back)
+    archive_finished(factory, job_id, run.written)  # only if now final (not handed back)
     return outcome
 
 
@@ -162,6 +167,7 @@ def _prepare(run: Run) -> None:
         run.max_runtime_s = min(requested, settings.max_runtime_s)
     X, y = load_arrays(BlobStore(settings.storage_dir), dataset)
     n_classes = dataset.n_outputs if dataset.task == "classification" else None
+    run.resumed = checkpoint is not None
     if checkpoint is not None:
         run.trainer = mlp.Trainer.from_state(spec, X, y, checkpoint.data, n_classes=n_classes)
     else:
@@ -175,9 +181,12 @@ def _train(run: Run, shutdown: threading.Event) -> str:
     flags = StopFlags(run.heartbeat, started + run.max_runtime_s - run.used_s, shutdown)
     # A database server works on another core while training goes on; SQLite's writes
     # run in this process and gain nothing from a thread (bench/e2e_overhead.py).
+    # Trained from scratch, this attempt writes every row the job has (an earlier one's
+    # rows are the same numbers): the archive can be built from what it wrote.
     buffer = MetricBuffer(run.factory, run.lease, flush_seconds=settings.metrics_flush_seconds,
                           flush_rows=settings.metrics_flush_rows,
-                          background=settings.on_postgres)
+                          background=settings.on_postgres,
+                          written=None if run.resumed else WrittenRows(ARCHIVE_FROM_MEMORY))
     checkpoints = _Checkpointer(run, buffer, started, settings.checkpoint_interval_s)
     gradchecks = GradcheckRecorder(run.factory, settings, run.lease, trainer, run.lease_lost)
     try:
@@ -263,6 +272,8 @@ def _succeed(run: Run, buffer: MetricBuffer, result: mlp.FitResult, seconds: flo
         return key
 
     run.store.discard(run.write("success", commit))
+    buffer.pending_committed()
+    run.written = buffer.written
     return "succeeded"
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import delete, func, select
 
-from jobs import training
+from jobs import metric_archive, training
 from jobs.db import session_scope
 from jobs.metric_archive import (
     JSON_KIND,
@@ -195,6 +195,50 @@ def test_the_worker_archives_every_final_job(session_factory, fast, owner, endin
             assert read_metrics(session, job, since_epoch=since_epoch,
                                 max_points=max_points) == read_rows(session, job, since_epoch,
                                                                     max_points)
+
+
+def _assert_same_archive(a, b) -> None:
+    assert np.array_equal(a.epoch, b.epoch) and a.columns.keys() == b.columns.keys()
+    for column in a.columns:
+        assert np.array_equal(a.columns[column], b.columns[column], equal_nan=True)
+    assert np.array_equal(a.layers, b.layers, equal_nan=True)
+
+
+def _stored_and_rebuilt(factory, job_id: str):
+    """The job's stored archive, and the one its rows give."""
+    with session_scope(factory) as session:
+        job = session.get(Job, job_id)
+        return load_archive(session, job), metric_archive.build_archive(session, job)
+
+
+def test_a_job_trained_from_scratch_is_archived_from_what_its_worker_wrote(
+        session_factory, fast, owner, monkeypatch):
+    """The worker does not read the job's rows back: it archives the rows it committed,
+    which give the same archive as the stored rows."""
+    def no_read_back(session, job):
+        raise AssertionError("the worker read the rows back")
+    monkeypatch.setattr(metric_archive, "build_archive", no_read_back)
+    dataset = make_dataset(session_factory, fast, owner)
+    job_id = make_job(session_factory, fast, owner, dataset, validation_split=0.25)
+    assert training.run_job(session_factory, fast, job_id, worker_id="w") == "succeeded"
+    monkeypatch.undo()
+    stored, rebuilt = _stored_and_rebuilt(session_factory, job_id)
+    assert stored is not None and len(stored.epoch) == 30
+    assert not np.isnan(stored.columns["val_loss"]).any()
+    _assert_same_archive(stored, rebuilt)
+
+
+def test_a_resumed_job_is_archived_from_its_rows(session_factory, fast, owner):
+    """The attempt that finishes a resumed job wrote only the epochs after its checkpoint:
+    its archive comes from the stored rows, every epoch of them."""
+    dataset = make_dataset(session_factory, fast, owner)
+    job_id = make_job(session_factory, fast, owner, dataset)
+    assert training.run_job(session_factory, fast, job_id, worker_id="w",
+                            shutdown=StopAfter(40)) == training.HANDED_BACK
+    assert training.run_job(session_factory, fast, job_id, worker_id="w") == "succeeded"
+    stored, rebuilt = _stored_and_rebuilt(session_factory, job_id)
+    assert stored is not None and list(stored.epoch) == list(range(1, 31))
+    _assert_same_archive(stored, rebuilt)
 
 
 def test_a_handed_back_job_is_not_archived(session_factory, fast, owner):

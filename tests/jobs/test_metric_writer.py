@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -11,7 +12,8 @@ import mlp
 from jobs.db import make_engine, make_sessionmaker, session_scope
 from jobs.lease import claim
 from jobs.metric_writer import (EPOCH_COLUMNS, LAYER_COLUMNS, EPOCH_FIELDS, LAYER_FIELDS,
-                                MetricBuffer, record_from_dict, record_tuples)
+                                MetricBuffer, WrittenRows, record_arrays, record_from_dict,
+                                record_tuples)
 from jobs.models import Base, EpochMetric, Job, LayerMetric
 from tests.integration.services import fresh_postgres_database
 from tests.jobs.training_fixtures import bare_job
@@ -62,12 +64,18 @@ def _stored(factory, job_id):
     return [tuple(r) for r in epochs], [tuple(r) for r in layers], progress
 
 
+def _floats(rows: list[tuple]) -> np.ndarray:
+    """Stored rows without their job id, as float64 (None as NaN)."""
+    return np.array([row[1:] for row in rows], dtype=np.float64)
+
+
 def _round_trip(factory, background=False):
     job_id = bare_job(factory, "metric-writer")
     with session_scope(factory) as session:
         lease = claim(session, job_id, "w1", ttl_s=60, max_attempts=3)
     records = [record(e) for e in range(1, 8)]
-    buffer = MetricBuffer(factory, lease, flush_seconds=60, flush_rows=4, background=background)
+    buffer = MetricBuffer(factory, lease, flush_seconds=60, flush_rows=4, background=background,
+                          written=WrittenRows(10**6))
     for r in records:
         buffer.add(r)
     buffer.settle()
@@ -78,6 +86,9 @@ def _round_trip(factory, background=False):
     buffer.drain(7, lambda: False)
     expected = record_tuples(job_id, records)
     assert _stored(factory, job_id) == (*expected, 7)
+    # What the buffer kept of its commits is what the database gives back, NULL as NaN.
+    for kept, rows in zip(buffer.written.tables(), _stored(factory, job_id)[:2]):
+        assert np.array_equal(kept, _floats(rows), equal_nan=True)
     # A resumed run recomputes epochs 5-7 (here with other values) and goes on to 9: the
     # first copy of 5-7 stays, 8 and 9 are added (PostgreSQL: the plain insert meets the
     # stored rows and the batch is written again skipping them).
@@ -155,3 +166,30 @@ def test_pending_rows_join_the_callers_transaction_and_survive_its_rollback(post
     with session_scope(postgres_factory) as session:
         buffer.write_pending(session, 5)
     assert _stored(postgres_factory, job_id) == (*record_tuples(job_id, records), 5)
+
+
+def test_written_rows_are_kept_once_after_a_failed_finish_and_forgotten_past_their_bound(
+        session_factory):
+    job_id = bare_job(session_factory, "kept-rows")
+    with session_scope(session_factory) as session:
+        lease = claim(session, job_id, "w1", ttl_s=60, max_attempts=3)
+    buffer = MetricBuffer(session_factory, lease, flush_seconds=60, flush_rows=2,
+                          written=WrittenRows(10**6))
+    for epoch in (1, 2, 3):
+        buffer.add(record(epoch))
+    with pytest.raises(RuntimeError), session_scope(session_factory) as session:
+        buffer.write_pending(session, 3)
+        raise RuntimeError("the finishing write failed")
+    with session_scope(session_factory) as session:
+        buffer.write_pending(session, 3)
+    buffer.pending_committed()
+    epochs, layers = buffer.written.tables()
+    assert list(epochs[:, 0]) == [1, 2, 3] and list(layers[:, 0]) == [1, 1, 2, 2, 3, 3]
+    # One epoch row (7 numbers) and two layer rows (9 each) per record: 25 in all.
+    bounded = WrittenRows(max_values=2 * 25)
+    bounded.add(record_arrays([record(1), record(2)]))
+    assert len(bounded.tables()[0]) == 2
+    bounded.add(record_arrays([record(3)]))
+    assert bounded.tables() is None
+    bounded.add(record_arrays([record(4)]))
+    assert bounded.tables() is None

@@ -141,7 +141,7 @@ def test_postgres_job_changes_are_announced_from_0003_on():
 
 
 @pytest.mark.integration
-def test_create_all_also_announces_job_changes():
+def test_create_all_also_announces_job_changes_and_compresses_artifacts_with_lz4():
     with fresh_postgres_database() as url:
         engine = create_engine(url)
         Base.metadata.create_all(engine)
@@ -149,3 +149,30 @@ def test_create_all_also_announces_job_changes():
         job_id, heard = _announced(url, lambda session, job_id: session.delete(
             session.get(Job, job_id)))
         assert heard == [job_id]
+        assert _artifact_compression(url) == "l"
+
+
+def _artifact_compression(url: str) -> str:
+    """pg_attribute's compression of artifacts.data: 'l' lz4, '' the server default."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        method = conn.exec_driver_sql(
+            "SELECT attcompression FROM pg_attribute WHERE attrelid = 'artifacts'::regclass "
+            "AND attname = 'data'").scalar_one()
+        has_lz4 = conn.exec_driver_sql(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+            "WHERE name = 'default_toast_compression'").scalar_one()
+    engine.dispose()
+    assert has_lz4, "this PostgreSQL has no lz4: the test cannot tell the migration worked"
+    return method
+
+
+@pytest.mark.integration
+def test_postgres_artifacts_are_lz4_from_0004_on():
+    with fresh_postgres_database() as url:
+        command.upgrade(_config(url), "0003")
+        assert _artifact_compression(url) == ""
+        command.upgrade(_config(url), "head")
+        assert _artifact_compression(url) == "l"
+        command.downgrade(_config(url), "0003")
+        assert _artifact_compression(url) == ""
