@@ -66,7 +66,7 @@ def measure(stack: ExitStack, tmp: Path, worker_counts: list[int], n_jobs: int,
     settings = Settings.from_env(
         state_dir=tmp / "state", database_url=stack.enter_context(fresh_postgres_database()),
         broker_url=redis_url(12), storage_dir=tmp / "storage", token_pepper="bench-pepper",
-        queue=unique_queue())
+        queue=unique_queue(), max_active_jobs_per_user=n_jobs + 2)  # one batch at a time
     settings.ensure_dirs()
     migrate(settings.database_url)
     engine = make_engine(settings.database_url)
