@@ -197,7 +197,7 @@ JOB_CHANGE_NOTIFY = {
 
 
 # Artifacts (checkpoints, models, metric archives) are compressed with lz4 where the
-# server has it (PostgreSQL 14+ built with lz4, as the official images are): pglz, the
+# server has it (PostgreSQL 14+ built with lz4, as Debian's packages are): pglz, the
 # default, cost 65-90 ms of the database's time to store an XOR run's 1.5 MB archive,
 # lz4 12-17 ms, for 15 % more room (docs/service-performance.md). Rows stored before
 # keep the compression they were stored with. Migration 0004 runs it from here too.
