@@ -146,7 +146,8 @@ def wait_final(factory, job_id: str, poll_s: float, timeout: float = 600) -> tup
     with factory.kw["bind"].connect() as conn:
         while time.monotonic() < deadline:
             if conn.execute(status, {"id": job_id}).scalar_one() in FINAL:
-                return job_row(factory, job_id), time.time()
+                seen = time.time()
+                return job_row(factory, job_id), seen
             conn.rollback()  # a fresh snapshot next time, whatever the isolation level
             time.sleep(poll_s)
     raise TimeoutError(f"job {job_id} not finished after {timeout} s")

@@ -126,11 +126,14 @@ def columns_from_rows(epoch_rows: list[tuple], layer_rows: list[tuple],
 
 def columns_from_written(written: WrittenRows, n_layers: int) -> MetricArchive | None:
     """The archive of the rows a worker's MetricBuffer wrote (the same as of the stored
-    rows when that worker trained the job from scratch); None if it forgot them."""
+    rows when that worker trained the job from scratch); None if it forgot them, or if
+    their epochs do not strictly increase."""
     tables = written.tables()
     if tables is None:
         return None
     epochs, layers = tables
+    if np.any(np.diff(epochs[:, 0]) <= 0):  # the rows' own order is their primary key's
+        return None
     keep = [0] + [1 + EPOCH_FIELDS.index(c) for c in EPOCH_COLUMNS]
     return columns_from_tables(epochs[:, keep], layers, n_layers)
 

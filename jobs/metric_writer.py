@@ -63,6 +63,8 @@ def insert_ignoring_duplicates(session: Session, model, rows: list[dict]) -> Non
 EPOCH_COLUMNS = ("job_id", "epoch") + EPOCH_FIELDS
 LAYER_COLUMNS = ("job_id", "epoch", "layer") + LAYER_FIELDS
 UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE for a duplicate key
+# (keys, values) of a batch's epoch rows, then of its layer rows: see record_arrays.
+RowArrays = tuple[tuple[list[np.ndarray], np.ndarray], tuple[list[np.ndarray], np.ndarray]]
 
 
 def record_from_dict(record: dict) -> EpochRecord:
@@ -71,7 +73,7 @@ def record_from_dict(record: dict) -> EpochRecord:
     return EpochRecord(**{**record, "layers": layers})
 
 
-def record_arrays(records: list[EpochRecord]) -> tuple[tuple[list[np.ndarray], np.ndarray], ...]:
+def record_arrays(records: list[EpochRecord]) -> RowArrays:
     """(keys, values) of the records' epoch rows and of their layer rows: the key columns
     (epoch; epoch and layer) as int64 arrays, and the values as a (rows, fields) float64
     array in EPOCH_FIELDS / LAYER_FIELDS order, NaN for None. One numpy pass over all of
@@ -95,7 +97,7 @@ def record_tuples(job_id: str, records: list[EpochRecord]) -> tuple[list[tuple],
     return row_tuples(job_id, record_arrays(records))
 
 
-def row_tuples(job_id: str, arrays) -> tuple[list[tuple], list[tuple]]:
+def row_tuples(job_id: str, arrays: RowArrays) -> tuple[list[tuple], list[tuple]]:
     """record_tuples from the records' `record_arrays`."""
     epochs, layers = arrays
     return _tuples(job_id, *epochs), _tuples(job_id, *layers)
@@ -113,7 +115,7 @@ def _tuples(job_id: str, keys: list[np.ndarray], values: np.ndarray) -> list[tup
     return list(map(tuple, rows.tolist()))
 
 
-def insert_statements(dialect: str, job_id: str, arrays, *,
+def insert_statements(dialect: str, job_id: str, arrays: RowArrays, *,
                       skip_duplicates: bool) -> list[tuple[str, tuple | list]]:
     """Driver-level INSERTs of the epoch and layer rows in `arrays` (`record_arrays`);
     with `skip_duplicates` they ignore (job, epoch[, layer]) rows already stored.
@@ -165,10 +167,10 @@ class WrittenRows:
     """
 
     def __init__(self, max_values: int):
-        self._parts: list | None = []
+        self._parts: list[RowArrays] | None = []
         self._room = max_values
 
-    def add(self, arrays) -> None:
+    def add(self, arrays: RowArrays) -> None:
         """Keep the rows of `arrays` (a flush's; nothing is copied or computed here)."""
         if self._parts is None:
             return
@@ -341,7 +343,7 @@ class MetricBuffer:
             self.written.add(record_arrays(self._records))
         self._records = []
 
-    def _write_rows(self, session: Session, arrays, epoch: int, *,
+    def _write_rows(self, session: Session, arrays: RowArrays, epoch: int, *,
                     skip_duplicates: bool) -> None:
         # The fenced UPDATE comes first: it locks the job row, so no other worker can
         # take the lease between the check and the inserts.

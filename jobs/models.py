@@ -200,12 +200,14 @@ JOB_CHANGE_NOTIFY = {
 # server has it (PostgreSQL 14+ built with lz4, as Debian's packages are): pglz, the
 # default, cost 65-90 ms of the database's time to store an XOR run's 1.5 MB archive,
 # lz4 12-17 ms, for 15 % more room (docs/service-performance.md). Rows stored before
-# keep the compression they were stored with. Migration 0004 runs it from here too.
+# keep the compression they were stored with. (EXECUTE: a server before 14 would reject
+# the ALTER when compiling the block, guard or not.) Migration 0004 runs it from here too.
 ARTIFACT_COMPRESSION = {
     "postgresql": (
         "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_settings WHERE name = "
         "'default_toast_compression' AND 'lz4' = ANY(enumvals)) THEN "
-        "ALTER TABLE artifacts ALTER COLUMN data SET COMPRESSION lz4; END IF; END $$",),
+        "EXECUTE 'ALTER TABLE artifacts ALTER COLUMN data SET COMPRESSION lz4'; "
+        "END IF; END $$",),
 }
 
 

@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 
 HANDED_BACK = "handed back"
 LEASE_LOST = "lease lost"
-# Numbers of metric rows kept for the archive (32 MB); a longer history is archived from
-# its stored rows, as any resumed or unfinished one is.
+# Numbers (keys and values) of metric rows kept for the archive, 32 MB; a longer history
+# is archived from its stored rows, as a resumed or unfinished one is.
 ARCHIVE_FROM_MEMORY = 4_000_000
 
 
@@ -86,7 +86,9 @@ class Run:
     max_runtime_s: float = 0.0
     used_s: float = 0.0  # training seconds of earlier attempts, up to their checkpoint
     samples: int = 0
-    resumed: bool = False  # from an earlier attempt's checkpoint
+    # No checkpoint and no stored rows (each flush moves the job's epoch): this attempt
+    # writes every metric row the job will have.
+    from_scratch: bool = False
     written: WrittenRows | None = None  # every metric row of the job, once it succeeded
 
     def lease_lost(self) -> bool:
@@ -163,11 +165,11 @@ def _prepare(run: Run) -> None:
         hold(session, run.lease, manifest={**(job.manifest or {}),
                                            **runtime_manifest(settings.blas_threads)})
         spec, run.name, run.used_s = job.spec, job.name, job.run_seconds or 0.0
+        run.from_scratch = checkpoint is None and not job.epoch
         requested = spec["training"].get("max_runtime_s") or settings.max_runtime_s
         run.max_runtime_s = min(requested, settings.max_runtime_s)
     X, y = load_arrays(BlobStore(settings.storage_dir), dataset)
     n_classes = dataset.n_outputs if dataset.task == "classification" else None
-    run.resumed = checkpoint is not None
     if checkpoint is not None:
         run.trainer = mlp.Trainer.from_state(spec, X, y, checkpoint.data, n_classes=n_classes)
     else:
@@ -181,12 +183,13 @@ def _train(run: Run, shutdown: threading.Event) -> str:
     flags = StopFlags(run.heartbeat, started + run.max_runtime_s - run.used_s, shutdown)
     # A database server works on another core while training goes on; SQLite's writes
     # run in this process and gain nothing from a thread (bench/e2e_overhead.py).
-    # Trained from scratch, this attempt writes every row the job has (an earlier one's
-    # rows are the same numbers): the archive can be built from what it wrote.
+    # An attempt that writes every row the job has can archive them from what it wrote.
+    # (Not after an earlier attempt stored rows: those are kept over this one's, and on
+    # another machine or engine version they may differ in the last bits.)
     buffer = MetricBuffer(run.factory, run.lease, flush_seconds=settings.metrics_flush_seconds,
                           flush_rows=settings.metrics_flush_rows,
                           background=settings.on_postgres,
-                          written=None if run.resumed else WrittenRows(ARCHIVE_FROM_MEMORY))
+                          written=WrittenRows(ARCHIVE_FROM_MEMORY) if run.from_scratch else None)
     checkpoints = _Checkpointer(run, buffer, started, settings.checkpoint_interval_s)
     gradchecks = GradcheckRecorder(run.factory, settings, run.lease, trainer, run.lease_lost)
     try:
@@ -271,9 +274,10 @@ def _succeed(run: Run, buffer: MetricBuffer, result: mlp.FitResult, seconds: flo
                summary=build_summary(session, lease.job_id, result, seconds, run.samples))
         return key
 
-    run.store.discard(run.write("success", commit))
+    key = run.write("success", commit)
     buffer.pending_committed()
     run.written = buffer.written
+    run.store.discard(key)
     return "succeeded"
 
 

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from sqlalchemy import delete, func, select
 
+import mlp
 from jobs import metric_archive, training
 from jobs.db import session_scope
+from jobs.lease import claim
 from jobs.metric_archive import (
     JSON_KIND,
     KIND,
@@ -26,7 +28,8 @@ from jobs.metric_archive import (
     with_head,
 )
 from jobs.metric_reader import metrics_csv, read_metrics, read_rows
-from jobs.metric_writer import EpochMetric, LayerMetric, insert_ignoring_duplicates
+from jobs.metric_writer import (EpochMetric, LayerMetric, MetricBuffer,
+                                insert_ignoring_duplicates)
 from jobs.models import Artifact, Job
 from tests.jobs.training_fixtures import StopAfter, job_row, make_dataset, make_job
 
@@ -238,6 +241,30 @@ def test_a_resumed_job_is_archived_from_its_rows(session_factory, fast, owner):
     assert training.run_job(session_factory, fast, job_id, worker_id="w") == "succeeded"
     stored, rebuilt = _stored_and_rebuilt(session_factory, job_id)
     assert stored is not None and list(stored.epoch) == list(range(1, 31))
+    _assert_same_archive(stored, rebuilt)
+
+
+def test_a_retry_from_scratch_after_stored_rows_is_archived_from_the_rows(
+        session_factory, fast, owner):
+    """An attempt that stored rows and died before its first checkpoint: the next one
+    starts from scratch, but the stored rows, kept over its own, are the job's. Here they
+    differ from what it computes, as they may on another machine or engine version."""
+    dataset = make_dataset(session_factory, fast, owner)
+    job_id = make_job(session_factory, fast, owner, dataset)
+    with session_scope(session_factory) as session:
+        doomed = claim(session, job_id, "w-doomed", ttl_s=0.0, max_attempts=3)
+    buffer = MetricBuffer(session_factory, doomed, flush_seconds=0, flush_rows=1)
+    for epoch in (1, 2, 3):
+        buffer.add(mlp.EpochRecord(
+            epoch=epoch, train_loss=123.0, val_loss=None, train_accuracy=0.5,
+            val_accuracy=None, learning_rate=0.01, seconds=0.0,
+            layers=[mlp.LayerRecord(layer=k, weight_grad_norm=1.0, bias_grad_norm=1.0,
+                                    delta_norm=1.0, weight_norm=1.0, update_ratio=1.0)
+                    for k in (1, 2)]))
+    buffer.drain(3, lambda: False)
+    assert training.run_job(session_factory, fast, job_id, worker_id="w") == "succeeded"
+    stored, rebuilt = _stored_and_rebuilt(session_factory, job_id)
+    assert list(stored.columns["train_loss"][:3]) == [123.0] * 3
     _assert_same_archive(stored, rebuilt)
 
 
