@@ -92,7 +92,8 @@ def _round_trip(factory, background=False):
     # A resumed run recomputes epochs 5-7 (here with other values) and goes on to 9: the
     # first copy of 5-7 stays, 8 and 9 are added (PostgreSQL: the plain insert meets the
     # stored rows and the batch is written again skipping them).
-    again = MetricBuffer(factory, lease, flush_seconds=60, flush_rows=100)
+    again = MetricBuffer(factory, lease, flush_seconds=60, flush_rows=100,
+                         written=WrittenRows(10**6))
     resumed = [record(e) for e in range(5, 10)]
     for r in resumed:
         r.train_loss = math.pi
@@ -100,6 +101,12 @@ def _round_trip(factory, background=False):
     again.drain(9, lambda: False)
     expected = record_tuples(job_id, records + resumed[3:])
     assert _stored(factory, job_id) == (*expected, 9)
+    # Written once, through the retry that skips stored rows (PostgreSQL) or not; these
+    # are this buffer's values, not the stored ones: why a resumed job's archive is read
+    # from its rows.
+    epochs, layers = again.written.tables()
+    assert list(epochs[:, 0]) == [5, 6, 7, 8, 9] and len(layers) == 10
+    assert (epochs[:, 1] == math.pi).all()  # train_loss
     return expected
 
 
