@@ -186,11 +186,11 @@ class WrittenRows:
         NULL it stores for them; None once over the bound."""
         if self._parts is None:
             return None
-        widths = (len(EPOCH_FIELDS), len(LAYER_FIELDS))
         tables = []
-        for i, width in enumerate(widths):
+        # The epoch rows' one key (epoch), then the layer rows' two (epoch, layer).
+        for i, (n_keys, width) in enumerate(((1, len(EPOCH_FIELDS)), (2, len(LAYER_FIELDS)))):
             keys = [np.concatenate([p[i][0][k] for p in self._parts] or [np.empty(0)])
-                    for k in range(i + 1)]
+                    for k in range(n_keys)]
             values = np.concatenate([p[i][1] for p in self._parts] or [np.empty((0, width))])
             tables.append(np.column_stack([*keys, np.where(np.isfinite(values), values,
                                                             np.nan)]))
@@ -219,6 +219,7 @@ class MetricBuffer:
         self._factory, self._lease, self.written = factory, lease, written
         self._flush_seconds, self._flush_rows, self._clock = flush_seconds, flush_rows, clock
         self._records: list[EpochRecord] = []
+        self._pending: RowArrays | None = None  # what write_pending wrote, until committed
         self._last_epoch = 0
         self._last_flush = clock()
         self._backoff = Backoff(clock)
@@ -334,14 +335,14 @@ class MetricBuffer:
         has committed, `pending_committed` says so.
         """
         self.settle()
-        self._write_rows(session, record_arrays(self._records), progress_epoch,
-                         skip_duplicates=True)
+        self._pending = record_arrays(self._records)
+        self._write_rows(session, self._pending, progress_epoch, skip_duplicates=True)
 
     def pending_committed(self) -> None:
         """The caller's transaction of `write_pending` committed: the rows are stored."""
-        if self.written is not None:
-            self.written.add(record_arrays(self._records))
-        self._records = []
+        if self.written is not None and self._pending is not None:
+            self.written.add(self._pending)
+        self._records, self._pending = [], None
 
     def _write_rows(self, session: Session, arrays: RowArrays, epoch: int, *,
                     skip_duplicates: bool) -> None:

@@ -181,11 +181,11 @@ def _train(run: Run, shutdown: threading.Event) -> str:
     trainer, settings = run.trainer, run.settings
     started = time.monotonic()
     flags = StopFlags(run.heartbeat, started + run.max_runtime_s - run.used_s, shutdown)
-    # A database server works on another core while training goes on; SQLite's writes
-    # run in this process and gain nothing from a thread (bench/e2e_overhead.py).
-    # An attempt that writes every row the job has can archive them from what it wrote.
-    # (Not after an earlier attempt stored rows: those are kept over this one's, and on
-    # another machine or engine version they may differ in the last bits.)
+    # Background flushes: a database server works on another core while training goes
+    # on; SQLite's writes run in this process and gain nothing from a thread
+    # (bench/e2e_overhead.py). Kept rows: an attempt that writes every row the job has
+    # archives them from what it wrote (not after an earlier attempt stored rows: those
+    # are kept over this one's, and another machine may differ in the last bits).
     buffer = MetricBuffer(run.factory, run.lease, flush_seconds=settings.metrics_flush_seconds,
                           flush_rows=settings.metrics_flush_rows,
                           background=settings.on_postgres,

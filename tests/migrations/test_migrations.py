@@ -152,25 +152,24 @@ def test_create_all_also_announces_job_changes_and_compresses_artifacts_with_lz4
         assert _artifact_compression(url) == _lz4_if_the_server_has_it(url)
 
 
-def _artifact_compression(url: str) -> str:
-    """pg_attribute's compression of artifacts.data: 'l' lz4, '' the server default."""
+def _scalar(url: str, sql: str):
     engine = create_engine(url)
     with engine.connect() as conn:
-        method = conn.exec_driver_sql(
-            "SELECT attcompression FROM pg_attribute WHERE attrelid = 'artifacts'::regclass "
-            "AND attname = 'data'").scalar_one()
+        value = conn.exec_driver_sql(sql).scalar_one()
     engine.dispose()
-    return method
+    return value
+
+
+def _artifact_compression(url: str) -> str:
+    """pg_attribute's compression of artifacts.data: 'l' lz4, '' the server default."""
+    return _scalar(url, "SELECT attcompression FROM pg_attribute "
+                        "WHERE attrelid = 'artifacts'::regclass AND attname = 'data'")
 
 
 def _lz4_if_the_server_has_it(url: str) -> str:
     """What migration 0004 leaves: lz4 on a server built with it, else the default."""
-    engine = create_engine(url)
-    with engine.connect() as conn:
-        has_lz4 = conn.exec_driver_sql(
-            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
-            "WHERE name = 'default_toast_compression'").scalar_one()
-    engine.dispose()
+    has_lz4 = _scalar(url, "SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+                           "WHERE name = 'default_toast_compression'")
     return "l" if has_lz4 else ""
 
 
