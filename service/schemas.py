@@ -7,12 +7,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 SPEC_SECTIONS = ("network", "loss", "optimizer", "training", "record", "diagnostics")
 Name = Field(default="", max_length=200)
+
+
+def _written_integer(value: Any) -> Any:
+    if isinstance(value, str) and not re.fullmatch(r"-?[0-9]+", value):
+        raise ValueError("expected an integer in decimal digits")
+    return value
+
+
+# An integer in a query string or header, as it is written there: pydantic alone would
+# also read "+0.0", " 1" and "1_0" as integers, a silent coercion of malformed input.
+TextInt = Annotated[int, BeforeValidator(_written_integer)]
 
 
 class Strict(BaseModel):
@@ -91,14 +103,14 @@ class IdPath(Strict):
 
 
 class PageQuery(Strict):
-    limit: int = Field(50, ge=1, le=200)
-    offset: int = Field(0, ge=0, le=1_000_000)
+    limit: TextInt = Field(50, ge=1, le=200)
+    offset: TextInt = Field(0, ge=0, le=1_000_000)
 
 
 class JobListQuery(Strict):
     status: Literal["waiting", "queued", "running", "cancelling", "cancelled", "succeeded",
                     "failed"] | None = None
-    limit: int = Field(50, ge=1, le=200)
+    limit: TextInt = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, max_length=400)
 
 
@@ -122,8 +134,8 @@ class IdempotencyHeader(BaseModel):
 
 
 class MetricsQuery(Strict):
-    since_epoch: int = Field(0, ge=0, le=10**9)
-    max_points: int | None = Field(None, ge=2, le=1_000_000)
+    since_epoch: TextInt = Field(0, ge=0, le=10**9)
+    max_points: TextInt | None = Field(None, ge=2, le=1_000_000)
     format: Literal["json", "csv"] = "json"
 
 
@@ -138,8 +150,8 @@ class PredictBody(StrictBody):
 # --- Admin routes (issue 6) --------------------------------------------------------------
 
 class AdminPageQuery(Strict):
-    limit: int = Field(100, ge=1, le=1000)
-    offset: int = Field(0, ge=0, le=1_000_000)
+    limit: TextInt = Field(100, ge=1, le=1000)
+    offset: TextInt = Field(0, ge=0, le=1_000_000)
 
 
 class AdminTokenQuery(AdminPageQuery):
@@ -150,8 +162,8 @@ class AdminJobQuery(Strict):
     owner_id: str | None = Field(None, max_length=36)
     status: Literal["queued", "running", "cancelling", "cancelled", "succeeded",
                     "failed"] | None = None
-    limit: int = Field(50, ge=1, le=200)
-    offset: int = Field(0, ge=0, le=1_000_000)
+    limit: TextInt = Field(50, ge=1, le=200)
+    offset: TextInt = Field(0, ge=0, le=1_000_000)
 
 
 class AdminTokenCreate(StrictBody):

@@ -12,7 +12,7 @@ from jobs.metric_reader import read_metrics
 from service.auth import current_user_id
 from service.metric_columns import running_columns
 from service.plotting import render_job_plot
-from service.schemas import IdPath, Strict
+from service.schemas import IdPath, Strict, TextInt
 from service.session import db
 
 bp = APIBlueprint("plots", __name__, url_prefix="/v1/jobs", abp_tags=[Tag(name="results")],
@@ -24,9 +24,9 @@ PNG_DOC = {200: {"description": "image/png",
 
 class PlotQuery(Strict):
     kind: Literal["all", "loss", "gradients"] = "all"
-    max_points: int = Field(1000, ge=2, le=100_000)
-    width: int = Field(1000, ge=200, le=4000)
-    height: int = Field(800, ge=200, le=4000)
+    max_points: TextInt = Field(1000, ge=2, le=100_000)
+    width: TextInt = Field(1000, ge=200, le=4000)
+    height: TextInt = Field(800, ge=200, le=4000)
 
 
 @bp.get("/<id>/plot.png", summary="Loss curves and per-layer gradient and δ norms (PNG)",

@@ -66,11 +66,11 @@ def test_unknown_or_foreign_job_is_404_json(client, alice, auth, xor_dataset):
     assert client.get("/v1/jobs/nope/events", headers=alice).status_code == 404
 
 
-def test_token_is_required_and_last_event_id_is_validated(client, alice, xor_dataset):
+@pytest.mark.parametrize("last", ["ten", "+0.0", "1.0", " 1", "1_0", "-1"])
+def test_token_is_required_and_last_event_id_is_validated(client, alice, xor_dataset, last):
     job = client.post("/v1/jobs", json=xor_job(xor_dataset), headers=alice).get_json()
     assert client.get(f"/v1/jobs/{job['id']}/events").status_code == 401
-    resp = client.get(f"/v1/jobs/{job['id']}/events",
-                      headers={**alice, "Last-Event-ID": "ten"})
+    resp = client.get(f"/v1/jobs/{job['id']}/events", headers={**alice, "Last-Event-ID": last})
     assert resp.status_code == 422
     assert resp.get_json()["error"]["details"][0]["field"] == "Last-Event-ID"
 

@@ -111,6 +111,11 @@ HOSTILE = [
     ("integer overflow in a query", lambda c, h, d: c.get(
         "/v1/datasets?limit=99999999999999999999999", headers=h), 422),
     ("zero limit", lambda c, h, d: c.get("/v1/jobs?limit=0", headers=h), 422),
+    # Integers in a query string are decimal digits: pydantic alone read these as 10 and 0.
+    ("float-like integer in a query", lambda c, h, d: c.get(
+        "/v1/datasets?limit=1_0", headers=h), 422),
+    ("signed float in a query", lambda c, h, d: c.get(
+        "/v1/jobs?limit=%2B5.0", headers=h), 422),
     ("negative offset", lambda c, h, d: c.get("/v1/datasets?offset=-1", headers=h), 422),
     ("server-owned field owner_id", lambda c, h, d: c.post(
         "/v1/jobs", json={**xor_job(d), "owner_id": "00000000-0000-4000-8000-000000000000"},
