@@ -28,7 +28,8 @@ from jobs.diagnosis import _cache, diagnose
 from jobs.introspection import MAX_GRADCHECK_PARAMETERS
 from jobs.job_views import job_to_dict
 from jobs.metric_reader import read_metrics
-from jobs.models import Base, EpochMetric, Job, LayerMetric, User
+from jobs.metric_writer import epoch_rows
+from jobs.models import Base, EpochMetric, Job, User
 
 SPEC = {"network": {"layers": [{"units": 16, "activation": "tanh"},
                                {"units": 16, "activation": "relu"},
@@ -48,14 +49,12 @@ def fill(factory, epochs: int, first: int = 1) -> None:
     rng = np.random.default_rng(0)
     loss = 0.7 * np.exp(-np.arange(first, first + epochs) / 5000) + 0.01 * rng.random(epochs)
     with session_scope(factory) as s:
-        s.execute(insert(EpochMetric), [
-            {"job_id": "bench", "epoch": first + i, "train_loss": float(v), "learning_rate": 0.1,
-             "seconds": 0.001} for i, v in enumerate(loss)])
-        s.execute(insert(LayerMetric), [
-            {"job_id": "bench", "epoch": first + i, "layer": layer, "delta_norm": 0.1 * layer,
-             "weight_grad_norm": 0.2, "dead_fraction": 0.0 if layer == 2 else None,
-             "saturated_fraction": 0.01 if layer == 1 else None}
-            for i in range(epochs) for layer in (1, 2, 3)])
+        s.execute(insert(EpochMetric), [epoch_rows("bench", {
+            "epoch": first + i, "train_loss": float(v), "learning_rate": 0.1, "seconds": 0.001,
+            "layers": [{"layer": layer, "delta_norm": 0.1 * layer, "weight_grad_norm": 0.2,
+                        "dead_fraction": 0.0 if layer == 2 else None,
+                        "saturated_fraction": 0.01 if layer == 1 else None}
+                       for layer in (1, 2, 3)]}) for i, v in enumerate(loss)])
         # the progress moves with the rows, as a metric flush moves it
         s.execute(update(Job).where(Job.id == "bench").values(epoch=first + epochs - 1))
 

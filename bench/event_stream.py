@@ -28,12 +28,7 @@ from werkzeug.serving import make_server
 from gradtrace.client import Client, EpochEvent
 from jobs.auth import get_or_create_user, issue_token
 from jobs.db import make_engine, make_sessionmaker, session_scope
-from jobs.metric_writer import (
-    EpochMetric,
-    LayerMetric,
-    epoch_rows,
-    insert_ignoring_duplicates,
-)
+from jobs.metric_writer import EpochMetric, epoch_rows, insert_ignoring_duplicates
 from jobs.models import Base, Job
 from jobs.settings import Settings
 
@@ -53,9 +48,8 @@ def record(epoch: int) -> dict:
 
 def write_epochs(factory, job_id: str, epochs: range) -> None:
     with session_scope(factory) as session:
-        rows = [epoch_rows(job_id, record(e)) for e in epochs]
-        insert_ignoring_duplicates(session, EpochMetric, [r for r, _ in rows])
-        insert_ignoring_duplicates(session, LayerMetric, [x for _, ls in rows for x in ls])
+        insert_ignoring_duplicates(session, EpochMetric,
+                                   [epoch_rows(job_id, record(e)) for e in epochs])
         session.get(Job, job_id).epoch = epochs[-1]
 
 

@@ -26,7 +26,7 @@ from jobs.auth import get_or_create_user, issue_token
 from jobs.db import make_engine, make_sessionmaker, session_scope
 from jobs.metric_archive import ensure_archive, metrics_json
 from jobs.metric_reader import read_rows
-from jobs.metric_writer import EpochMetric, LayerMetric, insert_ignoring_duplicates
+from jobs.metric_writer import EpochMetric, epoch_rows, insert_ignoring_duplicates
 from jobs.models import Base, Job
 from jobs.settings import Settings
 from service.app import create_app
@@ -48,15 +48,14 @@ def fill(factory, owner_id: str, epochs: int) -> str:
     for start in range(1, epochs + 1, 10_000):
         block = range(start, min(start + 10_000, epochs + 1))
         with session_scope(factory) as session:
-            insert_ignoring_duplicates(session, EpochMetric, [
-                {"job_id": job_id, "epoch": e, "train_loss": (5.0 if e % 97 == 0 else 1.0 / e),
-                 "val_loss": 1.1 / e, "train_accuracy": 0.9, "val_accuracy": 0.8,
-                 "learning_rate": 0.1, "seconds": 0.001} for e in block])
-            insert_ignoring_duplicates(session, LayerMetric, [
-                {"job_id": job_id, "epoch": e, "layer": k, "weight_grad_norm": 0.1 / e,
-                 "bias_grad_norm": 0.01, "delta_norm": 0.2, "weight_norm": 1.0,
-                 "update_ratio": 1e-3, "dead_fraction": 0.0, "saturated_fraction": 0.1}
-                for e in block for k in range(1, LAYERS + 1)])
+            insert_ignoring_duplicates(session, EpochMetric, [epoch_rows(job_id, {
+                "epoch": e, "train_loss": (5.0 if e % 97 == 0 else 1.0 / e),
+                "val_loss": 1.1 / e, "train_accuracy": 0.9, "val_accuracy": 0.8,
+                "learning_rate": 0.1, "seconds": 0.001,
+                "layers": [{"layer": k, "weight_grad_norm": 0.1 / e, "bias_grad_norm": 0.01,
+                            "delta_norm": 0.2, "weight_norm": 1.0, "update_ratio": 1e-3,
+                            "dead_fraction": 0.0, "saturated_fraction": 0.1}
+                           for k in range(1, LAYERS + 1)]}) for e in block])
     return job_id
 
 
@@ -108,9 +107,8 @@ def main() -> None:
 
         def raw_sql() -> None:
             with engine.connect() as conn:
-                for table in ("epoch_metrics", "layer_metrics"):
-                    conn.execute(text(f"SELECT * FROM {table} WHERE job_id = :j ORDER BY epoch"),
-                                 {"j": job_id}).all()
+                conn.execute(text("SELECT * FROM epoch_metrics WHERE job_id = :j ORDER BY epoch"),
+                             {"j": job_id}).all()
 
         rows_full, rows_small = from_rows(None), from_rows(1000)  # before any archive
         start = time.perf_counter()

@@ -4,13 +4,13 @@ Each flag names the epoch its condition started (`epoch`), the epoch it stopped 
 (`until`, null while it holds) and explains itself in one line; only a code's earliest
 occurrence is reported. Thresholds and their reasoning are in docs/diagnosis.md.
 
-Cost: the detectors are fed columns, a chunk of epochs at a time, from two statements
-per chunk (the losses, then every layer row of those epochs), each compiled once; the
+Cost: the detectors are fed columns, a chunk of epochs at a time, from one statement
+per chunk (the losses and every layer's values of those epochs), compiled once; the
 per-layer conditions are numpy comparisons over a chunk's layer columns. A chunk holds
-at most READ_CHUNK_ROWS layer rows, so a first pass over a long history of a wide
+at most READ_CHUNK_ROWS layers' values, so a first pass over a long history of a wide
 network holds a few MiB at a time. Detector state is cached per process and fed only
 the epochs recorded since the previous call, so a poll of a running job reads only what
-is new (two small reads, however many layers).
+is new (one small read, however many layers).
 """
 from __future__ import annotations
 
@@ -26,8 +26,10 @@ import numpy as np
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from jobs.metric_reader import Prepared, layer_rows
+from jobs.layer_values import unpack
+from jobs.metric_reader import Prepared
 from jobs.models import EpochMetric, Job
+from mlp.records import LAYER_FIELDS
 
 VANISHING_RATIO = 1e-2     # ‖δ¹‖ / ‖δᴸ‖ below this: the first layer hears < 1 % of the error
 EXPLODING_RATIO = 1e2      # ... above this: the error is amplified 100× on the way back
@@ -42,13 +44,13 @@ OSCILLATION_WINDOW = 10    # recorded epochs examined for a rising, oscillating 
 OSCILLATION_RISES = 3      # rises of the loss within the window
 OSCILLATION_GROWTH = 2.0   # window mean against the best loss before the window
 CACHE_JOBS = 512
-READ_CHUNK_ROWS = 50_000   # layer rows per round of queries
+READ_CHUNK_ROWS = 50_000   # layers' values (epochs x layers) per query
 
 # The layer fields the conditions read, in the order of a chunk's columns
 FIELDS = ("weight_grad_norm", "delta_norm", "dead_fraction", "saturated_fraction")
 WEIGHT_GRAD, DELTA, DEAD, SATURATED = range(len(FIELDS))
-_LAYER_VALUES = layer_rows(FIELDS)
-_LOSSES = Prepared(select(EpochMetric.epoch, EpochMetric.train_loss)
+_FIELD_AT = [LAYER_FIELDS.index(f) for f in FIELDS]
+_EPOCHS = Prepared(select(EpochMetric.epoch, EpochMetric.train_loss, EpochMetric.layers)
                    .where(EpochMetric.job_id == bindparam("job_id"),
                           EpochMetric.epoch > bindparam("after"))
                    .order_by(EpochMetric.epoch).limit(bindparam("limit")))
@@ -329,37 +331,19 @@ def _advance(session: Session, job: Job, state: Detectors) -> None:
 def _chunks(session: Session, job: Job,
             after: int) -> Iterator[tuple[list[int], list[float | None], np.ndarray]]:
     """(epochs, train losses (None: non-finite), (layer, FIELDS, epoch) columns with NaN
-    for a missing value) of the epochs recorded after `after`, READ_CHUNK_ROWS layer rows
-    at a time."""
+    for a missing value) of the epochs recorded after `after`, READ_CHUNK_ROWS layers'
+    values at a time."""
     n_layers = len(job.spec["network"]["layers"])
     limit = max(1, READ_CHUNK_ROWS // n_layers)
     while True:
-        rows = _LOSSES.rows(session, job_id=job.id, after=after, limit=limit)
+        rows = _EPOCHS.rows(session, job_id=job.id, after=after, limit=limit)
         if not rows:
             return
-        epochs, losses = (list(column) for column in zip(*rows))
-        yield epochs, losses, layer_grid(
-            _LAYER_VALUES.rows(session, job_id=job.id, after=after, upto=epochs[-1]),
-            np.array(epochs), n_layers, len(FIELDS))
+        epochs, losses, blobs = (list(column) for column in zip(*rows))
+        yield epochs, losses, unpack(blobs, n_layers)[:, :, _FIELD_AT].transpose(1, 2, 0)
         if len(rows) < limit:
             return  # that was everything recorded so far
         after = epochs[-1]
-
-
-def layer_grid(rows: list[tuple], epochs: np.ndarray, n_layers: int,
-               n_fields: int) -> np.ndarray:
-    """(epoch, layer, *fields) rows as (layer, field, epoch) columns over
-    `epochs`; NaN where a row or value is missing (a condition then does not hold there,
-    as a row a join or WHERE clause does not find)."""
-    grid = np.full((n_layers, n_fields, len(epochs)), np.nan)
-    if rows:
-        values = np.array(rows, dtype=np.float64)  # NULL (None) becomes NaN
-        layer = values[:, 1].astype(np.int64) - 1
-        at = np.searchsorted(epochs, values[:, 0].astype(np.int64))
-        ok = (layer >= 0) & (layer < n_layers) & (at < len(epochs))
-        ok[ok] &= epochs[at[ok]] == values[ok, 0]
-        grid[layer[ok], :, at[ok]] = values[ok, 2:]
-    return grid
 
 
 def divergence_flag(job: Job) -> dict | None:

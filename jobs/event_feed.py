@@ -18,9 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from jobs.errors import NotFound
 from jobs.job_views import job_detail
+from jobs.layer_values import unpack
+from jobs.metric_archive import ROW_BYTES
 from jobs.metric_reader import EPOCH_COLUMNS
 from jobs.metric_writer import LAYER_FIELDS, finite_or_none
-from jobs.models import FINISHED_STATUSES, EpochMetric, Job, LayerMetric
+from jobs.models import FINISHED_STATUSES, EpochMetric, Job
 from jobs.submission import get_job
 
 BATCH_EPOCHS = 200
@@ -65,23 +67,18 @@ def epochs_after(session: Session, job_id: str, after_epoch: int,
     second was most of the stream's cost (bench/event_stream.py).
     """
     rows = session.execute(
-        select(EpochMetric.epoch, *[getattr(EpochMetric, c) for c in EPOCH_COLUMNS])
+        select(EpochMetric.epoch, *[getattr(EpochMetric, c) for c in EPOCH_COLUMNS],
+               EpochMetric.layers)
         .where(EpochMetric.job_id == job_id, EpochMetric.epoch > after_epoch)
         .order_by(EpochMetric.epoch).limit(limit)).all()
     if not rows:
         return []
-    events = {epoch: {"epoch": epoch, **_finite(EPOCH_COLUMNS, values), "layers": []}
-              for epoch, *values in rows}
-    layers = session.execute(
-        select(LayerMetric.epoch, LayerMetric.layer,
-               *[getattr(LayerMetric, f) for f in LAYER_FIELDS])
-        .where(LayerMetric.job_id == job_id, LayerMetric.epoch > after_epoch,
-               LayerMetric.epoch <= rows[-1].epoch)
-        .order_by(LayerMetric.epoch, LayerMetric.layer))
-    for epoch, layer, *values in layers:
-        if epoch in events:
-            events[epoch]["layers"].append({"layer": layer, **_finite(LAYER_FIELDS, values)})
-    return list(events.values())
+    n_layers = max((len(blob) // ROW_BYTES for *_, blob in rows if blob), default=0)
+    layers = unpack([blob for *_, blob in rows], n_layers).tolist()
+    return [{"epoch": epoch, **_finite(EPOCH_COLUMNS, values),
+             "layers": [{"layer": i + 1, **_finite(LAYER_FIELDS, layer)}
+                        for i, layer in enumerate(table)] if blob is not None else []}
+            for (epoch, *values, blob), table in zip(rows, layers)]
 
 
 def _finite(names: tuple[str, ...], values) -> dict:

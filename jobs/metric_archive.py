@@ -1,7 +1,7 @@
 """A finished job's telemetry as one columnar archive: numpy arrays in an .npz.
 
-A big history (100,000 epochs x 10 layers is 1,100,000 rows) cannot be served from its
-rows: fetching them alone takes seconds. Once a job is final its rows never change
+A big history (100,000 epochs x 10 layers is 7,500,000 numbers) cannot be served from
+its rows at the speed a read needs. Once a job is final its rows never change
 (every metric write is fenced by a running job's lease), so they are packed once into
 float64 columns, NaN where a row holds NULL (a non-finite value), and stored as the
 job's `metrics` artifact: a row of the `artifacts` table, deleted with the job by its
@@ -10,8 +10,8 @@ foreign key's ON DELETE CASCADE, like the model and the checkpoint. Beside it, t
 7.5 million floats takes longer than the 300 ms a full read may take, and a final
 history's full response never changes.
 
-The archive is only written for a history whose layer rows are complete (one row per
-epoch and layer of the spec); any other history keeps being read from its rows.
+The archive is only written for a history whose every epoch holds every layer of the
+spec; any other history keeps being read from its rows.
 """
 from __future__ import annotations
 
@@ -25,9 +25,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs.db import session_scope
+from jobs.layer_values import DTYPE, WIDTH, unpack
 from jobs.metric_writer import (EPOCH_FIELDS, LAYER_FIELDS, WrittenRows,
                                 insert_ignoring_duplicates)
-from jobs.models import FINISHED_STATUSES, Artifact, EpochMetric, Job, LayerMetric, utcnow
+from jobs.models import FINISHED_STATUSES, Artifact, EpochMetric, Job, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ KIND = "metrics"
 JSON_KIND = "metrics-json"
 # The epoch fields a read returns (not `seconds`).
 EPOCH_COLUMNS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "learning_rate")
+ROW_BYTES = WIDTH * DTYPE.itemsize  # one layer's values in an epoch row's `layers`
 
 
 class BadArchive(ValueError):
@@ -99,59 +101,46 @@ def with_head(body: bytes, **head) -> bytes:
 
 
 def build_archive(session: Session, job: Job) -> MetricArchive | None:
-    """The job's rows as columns; None unless every epoch has every layer's row."""
-    epoch_rows = session.execute(
-        select(EpochMetric.epoch, *[getattr(EpochMetric, c) for c in EPOCH_COLUMNS])
+    """The job's rows as columns; None unless every epoch holds every layer's values."""
+    rows = session.execute(
+        select(EpochMetric.epoch, *[getattr(EpochMetric, c) for c in EPOCH_COLUMNS],
+               EpochMetric.layers)
         .where(EpochMetric.job_id == job.id).order_by(EpochMetric.epoch)).all()
-    layer_rows = session.execute(
-        select(LayerMetric.epoch, LayerMetric.layer,
-               *[getattr(LayerMetric, f) for f in LAYER_FIELDS])
-        .where(LayerMetric.job_id == job.id)
-        .order_by(LayerMetric.epoch, LayerMetric.layer)).all()
-    return columns_from_rows(list(map(tuple, epoch_rows)), list(map(tuple, layer_rows)),
-                             len(job.spec["network"]["layers"]))
+    return columns_from_rows(list(map(tuple, rows)), len(job.spec["network"]["layers"]))
 
 
-def columns_from_rows(epoch_rows: list[tuple], layer_rows: list[tuple],
-                      n_layers: int) -> MetricArchive | None:
-    """Columns from (epoch, *EPOCH_COLUMNS) and (epoch, layer, *LAYER_FIELDS) tuples, both
-    in epoch order (layers within an epoch in order); None unless every epoch has one row
-    for each of `n_layers` layers."""
+def columns_from_rows(rows: list[tuple], n_layers: int) -> MetricArchive | None:
+    """Columns from (epoch, *EPOCH_COLUMNS, layers) tuples in epoch order; None unless
+    every row holds `n_layers` layers' values."""
+    if any(blob is None or len(blob) != n_layers * ROW_BYTES for *_, blob in rows):
+        return None
     # float64 from tuples turns NULL (None) into NaN in C; from Row objects it is 10x
     # slower (each goes through the generic sequence protocol).
-    epochs = np.array(epoch_rows, dtype=np.float64).reshape(-1, 1 + len(EPOCH_COLUMNS))
-    layers = np.array(layer_rows, dtype=np.float64).reshape(-1, 2 + len(LAYER_FIELDS))
-    return columns_from_tables(epochs, layers, n_layers)
+    epochs = np.array([row[:-1] for row in rows],
+                      dtype=np.float64).reshape(-1, 1 + len(EPOCH_COLUMNS))
+    return _archive(epochs, unpack([row[-1] for row in rows], n_layers))
 
 
 def columns_from_written(written: WrittenRows, n_layers: int) -> MetricArchive | None:
     """The archive of the rows a worker's MetricBuffer wrote (the same as of the stored
-    rows when that worker trained the job from scratch); None if it forgot them, or if
-    their epochs do not strictly increase."""
-    tables = written.tables()
-    if tables is None:
+    rows when that worker trained the job from scratch); None if it forgot them, if
+    their epochs do not strictly increase, or if they are not of `n_layers` layers."""
+    rows = written.rows()
+    if rows is None or np.any(np.diff(rows.epochs) <= 0):  # the stored order is the key's
         return None
-    epochs, layers = tables
-    if np.any(np.diff(epochs[:, 0]) <= 0):  # the rows' own order is their primary key's
+    if len(rows) and rows.layers.shape[1] != n_layers:
         return None
-    keep = [0] + [1 + EPOCH_FIELDS.index(c) for c in EPOCH_COLUMNS]
-    return columns_from_tables(epochs[:, keep], layers, n_layers)
+    keep = [EPOCH_FIELDS.index(c) for c in EPOCH_COLUMNS]
+    epochs = np.column_stack([rows.epochs, rows.values[:, keep]])
+    return _archive(epochs, rows.layers.reshape(len(rows), n_layers, len(LAYER_FIELDS)))
 
 
-def columns_from_tables(epochs: np.ndarray, layers: np.ndarray,
-                        n_layers: int) -> MetricArchive | None:
-    """columns_from_rows from its rows as float64 tables (NaN for NULL)."""
-    epoch = epochs[:, 0].astype(np.int64)
-    if len(layers) != len(epoch) * n_layers or (
-            len(layers) and not (np.array_equal(layers[:, 0], np.repeat(epoch, n_layers))
-                                 and np.array_equal(layers[:, 1],
-                                                    np.tile(np.arange(1, n_layers + 1),
-                                                            len(epoch))))):
-        return None
-    values = layers[:, 2:].reshape(len(epoch), n_layers, len(LAYER_FIELDS))
-    return MetricArchive(epoch, {c: np.ascontiguousarray(epochs[:, i + 1])
-                                 for i, c in enumerate(EPOCH_COLUMNS)},
-                         np.ascontiguousarray(values.transpose(1, 2, 0)))
+def _archive(epochs: np.ndarray, layers: np.ndarray) -> MetricArchive:
+    """From (E, 1 + len(EPOCH_COLUMNS)) epoch rows and (E, layers, LAYER_FIELDS) values."""
+    return MetricArchive(epochs[:, 0].astype(np.int64),
+                         {c: np.ascontiguousarray(epochs[:, i + 1])
+                          for i, c in enumerate(EPOCH_COLUMNS)},
+                         np.ascontiguousarray(layers.transpose(1, 2, 0)))
 
 
 def to_bytes(archive: MetricArchive) -> bytes:

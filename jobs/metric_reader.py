@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import csv
 import io
-from itertools import groupby
-from operator import itemgetter
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from jobs.metric_archive import (EPOCH_COLUMNS, MetricArchive, archive_columns, load_archive,
                                  window_extremes)
 from jobs.metric_writer import LAYER_FIELDS
-from jobs.models import FINISHED_STATUSES, EpochMetric, Job, LayerMetric
+from jobs.layer_values import unpack
+from jobs.models import FINISHED_STATUSES, EpochMetric, Job
 
 if TYPE_CHECKING:  # it imports this module
     from jobs.running_columns import RunningColumns
@@ -62,14 +61,17 @@ def read_columns(session: Session, job: Job, *, since_epoch: int = 0,
 
 def as_lists(metrics: dict) -> dict:
     """Columns of numpy arrays as plain lists, NaN as None (what the rows path gives)."""
-    def plain(values):
-        if not isinstance(values, np.ndarray):
-            return values
-        if values.dtype.kind == "f" and np.isnan(values).any():
-            return np.where(np.isnan(values), None, values).tolist()
-        return values.tolist()
-    return {k: ([{f: plain(v) for f, v in layer.items()} for layer in values]
-                if k == "layers" else plain(values)) for k, values in metrics.items()}
+    return {k: ([{f: _plain(v) for f, v in layer.items()} for layer in values]
+                if k == "layers" else _plain(values)) for k, values in metrics.items()}
+
+
+def _plain(values):
+    """A numpy column as a list, NaN as None; anything else as it is."""
+    if not isinstance(values, np.ndarray):
+        return values
+    if values.dtype.kind == "f" and np.isnan(values).any():
+        return np.where(np.isnan(values), None, values).tolist()
+    return values.tolist()
 
 
 def read_rows(session: Session, job: Job, since_epoch: int,
@@ -83,9 +85,9 @@ def read_rows(session: Session, job: Job, since_epoch: int,
         rows = [r for r in _epoch_rows(session, job,
                                        _epoch_filter(EpochMetric, chosen, since_epoch))
                 if r[0] in wanted]
-    kept, *columns = [list(c) for c in zip(*rows)] or [[] for _ in range(1 + len(EPOCH_COLUMNS))]
+    kept, *columns, blobs = [list(c) for c in zip(*rows)] or [[] for _ in range(2 + len(EPOCH_COLUMNS))]
     out = {"epoch": kept, **dict(zip(EPOCH_COLUMNS, columns)),
-           "layers": _layer_columns(session, job, kept, since_epoch)}
+           "layers": _layer_columns(job, blobs)}
     out["nonfinite"] = None in out["train_loss"]
     return out
 
@@ -108,9 +110,9 @@ def _choose_epochs(session: Session, job: Job, since_epoch: int,
 
 
 def _epoch_rows(session: Session, job: Job, condition) -> list[tuple]:
-    """(epoch, *EPOCH_COLUMNS) tuples in epoch order."""
+    """(epoch, *EPOCH_COLUMNS, layers) tuples in epoch order."""
     return driver_rows(session, select(*[getattr(EpochMetric, c)
-                                         for c in ("epoch",) + EPOCH_COLUMNS])
+                                         for c in ("epoch",) + EPOCH_COLUMNS + ("layers",)])
                        .where(EpochMetric.job_id == job.id, condition)
                        .order_by(EpochMetric.epoch))
 
@@ -122,27 +124,13 @@ def _epoch_filter(model, kept: list[int], since_epoch: int):
     return (model.epoch > since_epoch) & (model.epoch <= kept[-1])
 
 
-def _layer_columns(session: Session, job: Job, kept: list[int], since_epoch: int) -> list[dict]:
+def _layer_columns(job: Job, blobs: list[bytes | None]) -> list[dict]:
+    """Each layer's columns (None: non-finite or missing) from the rows' `layers` values."""
     layers = job.spec["network"]["layers"]
-    columns = [{"layer": i + 1, "units": spec["units"], "activation": spec["activation"],
-                **{f: [] for f in LAYER_FIELDS}} for i, spec in enumerate(layers)]
-    if not kept:
-        return columns
-    rows = driver_rows(session, select(LayerMetric.layer, LayerMetric.epoch,
-                                       *[getattr(LayerMetric, f) for f in LAYER_FIELDS])
-                       .where(LayerMetric.job_id == job.id,
-                              _epoch_filter(LayerMetric, kept, since_epoch))
-                       .order_by(LayerMetric.layer, LayerMetric.epoch))
-    wanted = set(kept)
-    for layer, group in groupby(rows, key=itemgetter(0)):
-        if not 1 <= layer <= len(columns):
-            continue
-        _, epochs, *values = zip(*group)
-        if list(epochs) != kept:  # a range read holds epochs between the kept ones
-            keep = [i for i, epoch in enumerate(epochs) if epoch in wanted]
-            values = [[column[i] for i in keep] for column in values]
-        columns[layer - 1].update((f, list(v)) for f, v in zip(LAYER_FIELDS, values))
-    return columns
+    values = unpack(blobs, len(layers))
+    return [{"layer": i + 1, "units": spec["units"], "activation": spec["activation"],
+             **{f: _plain(values[:, i, j]) for j, f in enumerate(LAYER_FIELDS)}}
+            for i, spec in enumerate(layers)]
 
 
 def driver_rows(session: Session, statement) -> list[tuple]:
@@ -179,17 +167,6 @@ class Prepared:
         sql, order, defaults = entry
         params = {**defaults, **params}
         return _fetch(conn, sql, params if order is None else [params[k] for k in order])
-
-
-def layer_rows(fields: tuple[str, ...]) -> Prepared:
-    """(epoch, layer, *fields) of a job's epochs in (after, upto], in epoch and layer
-    order; parameters job_id, after, upto."""
-    return Prepared(select(LayerMetric.epoch, LayerMetric.layer,
-                           *[getattr(LayerMetric, f) for f in fields])
-                    .where(LayerMetric.job_id == bindparam("job_id"),
-                           LayerMetric.epoch > bindparam("after"),
-                           LayerMetric.epoch <= bindparam("upto"))
-                    .order_by(LayerMetric.epoch, LayerMetric.layer))
 
 
 def _fetch(conn, sql: str, params) -> list[tuple]:

@@ -3,7 +3,7 @@
 The worker records an epoch in microseconds but a database round trip costs
 milliseconds, so rows are buffered and flushed in one transaction when the buffer is
 old enough (well under a second, for the live view) or big enough. Inserts ignore
-conflicts on the (job, epoch[, layer]) keys, so a resumed run that recomputes epochs
+conflicts on the (job, epoch) key, so a resumed run that recomputes epochs
 never writes a second copy. A flush that meets a database error keeps its rows and is
 tried again with backoff; the heartbeat stops the worker if the outage outlasts the lease.
 """
@@ -14,9 +14,10 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
-from sqlalchemy import Integer
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,8 +25,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from jobs.db import session_scope
 from jobs.db_retry import Backoff, is_transient, retry_db
 from jobs.lease import Lease, hold
-from jobs.models import EpochMetric, LayerMetric
-from jobs.pg_arrays import float8_array, int4_array
+from jobs.layer_values import pack, packed
+from jobs.models import EpochMetric
+from jobs.pg_arrays import bytea_array, float8_array, int4_array
 from mlp import EpochRecord, LayerRecord
 from mlp.records import LAYER_FIELDS, layer_table
 
@@ -42,15 +44,14 @@ def finite_or_none(value: float | None) -> float | None:
     return float(value)
 
 
-def epoch_rows(job_id: str, record: dict) -> tuple[dict, list[dict]]:
-    """Split an EpochRecord.to_dict() into one epoch row and its layer rows."""
-    epoch = record["epoch"]
-    row = {"job_id": job_id, "epoch": epoch}
+def epoch_rows(job_id: str, record: dict) -> dict:
+    """An EpochRecord.to_dict() as its epoch row (a dict of EpochMetric's columns)."""
+    row = {"job_id": job_id, "epoch": record["epoch"]}
     row.update({f: finite_or_none(record.get(f)) for f in EPOCH_FIELDS})
-    layers = [{"job_id": job_id, "epoch": epoch, "layer": layer["layer"],
-               **{f: finite_or_none(layer.get(f)) for f in LAYER_FIELDS}}
-              for layer in record["layers"]]
-    return row, layers
+    table = [[np.nan if layer.get(f) is None else layer[f] for f in LAYER_FIELDS]
+             for layer in sorted(record["layers"], key=lambda layer: layer["layer"])]
+    row["layers"] = pack(np.array(table, dtype=np.float64).reshape(1, -1, len(LAYER_FIELDS)))[0]
+    return row
 
 
 def insert_ignoring_duplicates(session: Session, model, rows: list[dict]) -> None:
@@ -60,11 +61,25 @@ def insert_ignoring_duplicates(session: Session, model, rows: list[dict]) -> Non
     session.execute(dialect.insert(model).on_conflict_do_nothing(), rows)
 
 
-EPOCH_COLUMNS = ("job_id", "epoch") + EPOCH_FIELDS
-LAYER_COLUMNS = ("job_id", "epoch", "layer") + LAYER_FIELDS
+EPOCH_COLUMNS = ("job_id", "epoch") + EPOCH_FIELDS + ("layers",)
 UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE for a duplicate key
-# (keys, values) of a batch's epoch rows, then of its layer rows: see record_arrays.
-RowArrays = tuple[tuple[list[np.ndarray], np.ndarray], tuple[list[np.ndarray], np.ndarray]]
+
+
+@dataclass(frozen=True)
+class RowArrays:
+    """A batch of epoch rows as arrays: see record_arrays."""
+
+    epochs: np.ndarray  # (E,) int64
+    values: np.ndarray  # (E, len(EPOCH_FIELDS)) float64, NaN for None
+    layers: np.ndarray  # (E, L, len(LAYER_FIELDS)) float64, NaN for None
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    @property
+    def size(self) -> int:
+        """How many numbers it holds."""
+        return self.epochs.size + self.values.size + self.layers.size
 
 
 def record_from_dict(record: dict) -> EpochRecord:
@@ -73,22 +88,26 @@ def record_from_dict(record: dict) -> EpochRecord:
     return EpochRecord(**{**record, "layers": layers})
 
 
+# A record's fields read in C: a Python loop of getattr calls cost a 500-epoch flush 1 ms.
+_EPOCH, _EPOCH_VALUES = attrgetter("epoch"), attrgetter(*EPOCH_FIELDS)
+
+
 def record_arrays(records: list[EpochRecord]) -> RowArrays:
-    """(keys, values) of the records' epoch rows and of their layer rows: the key columns
-    (epoch; epoch and layer) as int64 arrays, and the values as a (rows, fields) float64
-    array in EPOCH_FIELDS / LAYER_FIELDS order, NaN for None. One numpy pass over all of
-    a flush's layers (`layer_table`); the rows of either table follow from these."""
-    epochs = np.array([r.epoch for r in records], dtype=np.int64)
-    values = np.array([[getattr(r, f) for f in EPOCH_FIELDS] for r in records],
+    """The records' rows as arrays, NaN for None. One numpy pass over all of a flush's
+    layers (`layer_table`); the rows follow from these. Every record has the same layers
+    (one network's)."""
+    epochs = np.fromiter(map(_EPOCH, records), dtype=np.int64, count=len(records))
+    values = np.array(list(map(_EPOCH_VALUES, records)),
                       dtype=np.float64).reshape(-1, len(EPOCH_FIELDS))
     table = layer_table(records)
-    layer_keys = [np.repeat(epochs, [len(r.layers) for r in records]), table[:, 0].astype(np.int64)]
-    return ([epochs], values), (layer_keys, table[:, 1:])
+    depth = len(records[0].layers) if records else 0
+    if len(table) != depth * len(records):
+        raise ValueError("the records of one flush have different numbers of layers")
+    return RowArrays(epochs, values, table[:, 1:].reshape(len(records), depth, len(LAYER_FIELDS)))
 
 
-def record_tuples(job_id: str, records: list[EpochRecord]) -> tuple[list[tuple], list[tuple]]:
-    """Epoch rows and layer rows, as tuples in EPOCH_COLUMNS / LAYER_COLUMNS order, with
-    None for non-finite values.
+def record_tuples(job_id: str, records: list[EpochRecord]) -> list[tuple]:
+    """Epoch rows as tuples in EPOCH_COLUMNS order, with None for non-finite values.
 
     Built column-wise with numpy: `EpochRecord.to_dict()` deep-copies every value, and
     even a Python call per value (finite_or_none) cost a flush of 500 XOR epochs more
@@ -97,62 +116,42 @@ def record_tuples(job_id: str, records: list[EpochRecord]) -> tuple[list[tuple],
     return row_tuples(job_id, record_arrays(records))
 
 
-def row_tuples(job_id: str, arrays: RowArrays) -> tuple[list[tuple], list[tuple]]:
+def row_tuples(job_id: str, arrays: RowArrays) -> list[tuple]:
     """record_tuples from the records' `record_arrays`."""
-    epochs, layers = arrays
-    return _tuples(job_id, *epochs), _tuples(job_id, *layers)
-
-
-def _tuples(job_id: str, keys: list[np.ndarray], values: np.ndarray) -> list[tuple]:
-    """Rows (job_id, *keys, *values) as tuples of Python objects; non-finite values None."""
-    rows = np.empty((len(values), 1 + len(keys) + values.shape[1]), dtype=object)
+    rows = np.empty((len(arrays), len(EPOCH_COLUMNS)), dtype=object)
     rows[:, 0] = job_id
-    for i, key in enumerate(keys):
-        rows[:, 1 + i] = key.astype(object)
-    cells = values.astype(object)  # Python floats
-    cells[~np.isfinite(values)] = None
-    rows[:, 1 + len(keys):] = cells
+    rows[:, 1] = arrays.epochs.astype(object)
+    cells = arrays.values.astype(object)  # Python floats
+    cells[~np.isfinite(arrays.values)] = None
+    rows[:, 2:-1] = cells
+    rows[:, -1] = pack(arrays.layers)
     return list(map(tuple, rows.tolist()))
 
 
 def insert_statements(dialect: str, job_id: str, arrays: RowArrays, *,
                       skip_duplicates: bool) -> list[tuple[str, tuple | list]]:
-    """Driver-level INSERTs of the epoch and layer rows in `arrays` (`record_arrays`);
-    with `skip_duplicates` they ignore (job, epoch[, layer]) rows already stored.
+    """Driver-level INSERTs of the epoch rows in `arrays` (`record_arrays`); with
+    `skip_duplicates` they ignore (job, epoch) rows already stored.
 
-    PostgreSQL gets INSERT ... SELECT FROM unnest(column arrays): a single round trip per
-    table whatever the row count (an executemany costs one per row, 0.2 ms each), with
-    each column one binary array built by numpy (jobs/pg_arrays.py) and the job id one
+    PostgreSQL gets INSERT ... SELECT FROM unnest(column arrays): a single round trip
+    whatever the row count (an executemany costs one per row, 0.2 ms each), with each
+    column one binary array built by numpy (jobs/pg_arrays.py) and the job id one
     parameter. Without `skip_duplicates` the server saves ON CONFLICT's speculative
     insertion, about 40 % of its time per row; a duplicate then fails the statement.
     SQLite gets the driver's own executemany, a loop in C, always ignoring duplicates.
     """
-    if not len(arrays[0][1]):
+    if not len(arrays):
         return []
+    table = EpochMetric.__tablename__
     if dialect == "postgresql":
-        return [_pg_insert(model, columns, job_id, [*keys, *values.T], skip_duplicates)
-                for model, columns, (keys, values) in zip(
-                    (EpochMetric, LayerMetric), (EPOCH_COLUMNS, LAYER_COLUMNS), arrays)]
-    statements = []
-    for model, columns, rows in zip((EpochMetric, LayerMetric), (EPOCH_COLUMNS, LAYER_COLUMNS),
-                                    row_tuples(job_id, arrays)):
-        if rows:
-            marks = ", ".join("?" * len(columns))
-            statements.append((f"INSERT OR IGNORE INTO {model.__tablename__} "
-                               f"({', '.join(columns)}) VALUES ({marks})", rows))
-    return statements
-
-
-def _pg_insert(model, columns: tuple[str, ...], job_id: str, values: list[np.ndarray],
-               skip_duplicates: bool) -> tuple[str, tuple] | None:
-    if not len(values[0]):
-        return None
-    arrays = [int4_array(v) if isinstance(model.__table__.c[c].type, Integer) else float8_array(v)
-              for c, v in zip(columns[1:], values)]
-    return (f"INSERT INTO {model.__tablename__} ({', '.join(columns)}) SELECT %s, * FROM "
-            f"unnest({', '.join(['%b'] * len(arrays))})"
-            + (" ON CONFLICT DO NOTHING" if skip_duplicates else ""),
-            (job_id, *arrays))
+        columns = [int4_array(arrays.epochs), *map(float8_array, arrays.values.T),
+                   bytea_array(packed(arrays.layers))]
+        return [(f"INSERT INTO {table} ({', '.join(EPOCH_COLUMNS)}) SELECT %s, * FROM "
+                 f"unnest({', '.join(['%b'] * len(columns))})"
+                 + (" ON CONFLICT DO NOTHING" if skip_duplicates else ""), (job_id, *columns))]
+    marks = ", ".join("?" * len(EPOCH_COLUMNS))
+    return [(f"INSERT OR IGNORE INTO {table} ({', '.join(EPOCH_COLUMNS)}) VALUES ({marks})",
+             row_tuples(job_id, arrays))]
 
 
 class WrittenRows:
@@ -174,27 +173,27 @@ class WrittenRows:
         """Keep the rows of `arrays` (a flush's; nothing is copied or computed here)."""
         if self._parts is None:
             return
-        self._room -= sum(len(values) * (len(keys) + values.shape[1]) for keys, values in arrays)
+        self._room -= arrays.size
         if self._room < 0:
             self._parts = None
-        else:
+        elif len(arrays):
             self._parts.append(arrays)
 
-    def tables(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(epoch, *EPOCH_FIELDS) rows and (epoch, layer, *LAYER_FIELDS) rows as float64
-        tables in the order written, non-finite values NaN as the database gives back the
-        NULL it stores for them; None once over the bound."""
+    def rows(self) -> RowArrays | None:
+        """Every kept row in the order written, non-finite values NaN as the database
+        gives back the NULL it stores for them; None once over the bound."""
         if self._parts is None:
             return None
-        tables = []
-        # The epoch rows' one key (epoch), then the layer rows' two (epoch, layer).
-        for i, (n_keys, width) in enumerate(((1, len(EPOCH_FIELDS)), (2, len(LAYER_FIELDS)))):
-            keys = [np.concatenate([p[i][0][k] for p in self._parts] or [np.empty(0)])
-                    for k in range(n_keys)]
-            values = np.concatenate([p[i][1] for p in self._parts] or [np.empty((0, width))])
-            tables.append(np.column_stack([*keys, np.where(np.isfinite(values), values,
-                                                            np.nan)]))
-        return tuple(tables)
+        if not self._parts:
+            return RowArrays(np.empty(0, np.int64), np.empty((0, len(EPOCH_FIELDS))),
+                             np.empty((0, 0, len(LAYER_FIELDS))))
+        return RowArrays(np.concatenate([p.epochs for p in self._parts]),
+                         _finite(np.concatenate([p.values for p in self._parts])),
+                         _finite(np.concatenate([p.layers for p in self._parts])))
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(values), values, np.nan)
 
 
 class MetricBuffer:

@@ -129,7 +129,7 @@ class Job(Base):
 class EpochMetric(Base):
     """One recorded epoch of a job; (job, epoch) is unique so a retry cannot duplicate it.
 
-    No foreign key to `jobs` here or in LayerMetric (see METRIC_CLEANUP below).
+    No foreign key to `jobs` (see METRIC_CLEANUP below).
     """
 
     __tablename__ = "epoch_metrics"
@@ -142,40 +142,23 @@ class EpochMetric(Base):
     val_accuracy: Mapped[float | None] = mapped_column(Float)
     learning_rate: Mapped[float | None] = mapped_column(Float)
     seconds: Mapped[float | None] = mapped_column(Float)
+    # Every layer's telemetry of the epoch, one float64 table (jobs/layer_values.py).
+    layers: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
-class LayerMetric(Base):
-    """Per-layer telemetry of one recorded epoch; (job, epoch, layer) is unique."""
-
-    __tablename__ = "layer_metrics"
-
-    job_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
-    layer: Mapped[int] = mapped_column(Integer, primary_key=True)
-    weight_grad_norm: Mapped[float | None] = mapped_column(Float)
-    bias_grad_norm: Mapped[float | None] = mapped_column(Float)
-    delta_norm: Mapped[float | None] = mapped_column(Float)
-    weight_norm: Mapped[float | None] = mapped_column(Float)
-    update_ratio: Mapped[float | None] = mapped_column(Float)
-    dead_fraction: Mapped[float | None] = mapped_column(Float)
-    saturated_fraction: Mapped[float | None] = mapped_column(Float)
-
-
-# The metric tables carry no foreign key: a per-row check against `jobs` was about 40 % of
+# The metric table carries no foreign key: a per-row check against `jobs` was about 40 % of
 # the database's time to insert an XOR run's 8000 metric rows, and the only writer already
 # proves the job exists in the same transaction (metric_writer: the fenced UPDATE of the
 # job row comes first and locks it). Deleting a job still deletes its metrics, through
-# this trigger, which costs nothing on insert. Migration 0002 creates it from here too.
+# this trigger, which costs nothing on insert. Migration 0005 creates it from here too.
 METRIC_CLEANUP = {
     "postgresql": (
         "CREATE OR REPLACE FUNCTION gradtrace_delete_job_metrics() RETURNS trigger AS $$ BEGIN "
-        "DELETE FROM layer_metrics WHERE job_id = OLD.id; "
         "DELETE FROM epoch_metrics WHERE job_id = OLD.id; RETURN OLD; END $$ LANGUAGE plpgsql",
         "CREATE OR REPLACE TRIGGER jobs_delete_metrics AFTER DELETE ON jobs FOR EACH ROW "
         "EXECUTE FUNCTION gradtrace_delete_job_metrics()"),
     "sqlite": (
         "CREATE TRIGGER IF NOT EXISTS jobs_delete_metrics AFTER DELETE ON jobs FOR EACH ROW BEGIN "
-        "DELETE FROM layer_metrics WHERE job_id = OLD.id; "
         "DELETE FROM epoch_metrics WHERE job_id = OLD.id; END",),
 }
 

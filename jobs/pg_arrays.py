@@ -19,7 +19,7 @@ import numpy as np
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-FLOAT8_OID, INT4_OID = 701, 23
+FLOAT8_OID, INT4_OID, BYTEA_OID = 701, 23, 17
 
 
 class Float8Array(bytes):
@@ -28,6 +28,10 @@ class Float8Array(bytes):
 
 class Int4Array(bytes):
     """An int4[] already in the binary wire format."""
+
+
+class ByteaArray(bytes):
+    """A bytea[] already in the binary wire format."""
 
 
 class _Float8ArrayDumper(Dumper):
@@ -42,10 +46,15 @@ class _Int4ArrayDumper(_Float8ArrayDumper):
     oid = 1007  # int4[]
 
 
+class _ByteaArrayDumper(_Float8ArrayDumper):
+    oid = 1001  # bytea[]
+
+
 def register(adapters) -> None:
     """Teach a psycopg connection's (or context's) adapters to send these arrays as they are."""
     adapters.register_dumper(Float8Array, _Float8ArrayDumper)
     adapters.register_dumper(Int4Array, _Int4ArrayDumper)
+    adapters.register_dumper(ByteaArray, _ByteaArrayDumper)
 
 
 def float8_array(values: Sequence[float | None]) -> Float8Array:
@@ -60,6 +69,15 @@ def int4_array(values: Sequence[int]) -> Int4Array:
     if a.size and (a.min() < -2**31 or a.max() >= 2**31):
         raise ValueError("value out of int4 range")
     return Int4Array(_encode(a, np.zeros(a.shape, bool), ">i4", INT4_OID))
+
+
+def bytea_array(rows: np.ndarray) -> ByteaArray:
+    """Encode the rows of an (n, width) uint8 array as n bytea values of `width` bytes."""
+    n, width = rows.shape
+    cells = np.empty(n, dtype=[("length", ">i4"), ("value", np.uint8, (width,))])
+    cells["length"] = width
+    cells["value"] = rows
+    return ByteaArray(struct.pack(">5i", 1, 0, BYTEA_OID, n, 1) + cells.tobytes())
 
 
 def _encode(a: np.ndarray, null: np.ndarray, kind: str, oid: int) -> bytes:

@@ -1,9 +1,8 @@
 """A per-process copy of running jobs' metric columns, read from the database once.
 
 A running job's stored metrics only ever grow at the end: a flush commits a contiguous
-run of epochs after the previous one, its epoch rows and layer rows in one transaction,
-with the job's progress (jobs/metric_writer.py writes one flush at a time, in epoch
-order); a stored row is never changed (a resumed run's re-computed epochs are skipped)
+run of epochs after the previous one, in one transaction with the job's progress
+(jobs/metric_writer.py writes one flush at a time, in epoch order); a stored row is never changed (a resumed run's re-computed epochs are skipped)
 and goes only with its job. So a process keeps each polled running job's columns for a
 range of epochs (first, last] and reads from the database only
 
@@ -42,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from jobs.metric_archive import (EPOCH_COLUMNS, MetricArchive, archive_columns,
                                  columns_from_rows)
-from jobs.metric_reader import Prepared, layer_rows
+from jobs.metric_reader import Prepared
 from jobs.metric_writer import LAYER_FIELDS
 from jobs.models import FINISHED_STATUSES, EpochMetric, Job
 
@@ -50,12 +49,12 @@ MAX_BYTES = 64 * 1024 * 1024
 IDLE_S = 120.0
 NO_END = 2**31 - 1  # `epoch` is a 32-bit integer column
 
-_EPOCHS = Prepared(select(EpochMetric.epoch, *[getattr(EpochMetric, c) for c in EPOCH_COLUMNS])
+_EPOCHS = Prepared(select(EpochMetric.epoch, *[getattr(EpochMetric, c) for c in EPOCH_COLUMNS],
+                          EpochMetric.layers)
                    .where(EpochMetric.job_id == bindparam("job_id"),
                           EpochMetric.epoch > bindparam("after"),
                           EpochMetric.epoch <= bindparam("upto"))
                    .order_by(EpochMetric.epoch))
-_LAYERS = layer_rows(LAYER_FIELDS)
 
 
 def epoch_bytes(n_layers: int) -> int:
@@ -151,8 +150,8 @@ class RunningColumns:
              max_points: int | None = None) -> dict | None:
         """read_metrics' columns, as numpy arrays, of the running `job` (already checked
         to be the caller's, and loaded in this transaction); None when its rows should be
-        read instead (a finished job, a history too big to keep, or rows that are not one
-        per epoch and layer)."""
+        read instead (a finished job, a history too big to keep, or rows that do not each
+        hold every layer)."""
         copy = self._copy_for(job, since_epoch)
         if copy is None:
             return None
@@ -244,9 +243,6 @@ class RunningColumns:
     def _rows(session: Session, job: Job, n_layers: int, after: int,
               upto: int) -> MetricArchive | None:
         """The stored epochs in (after, upto], with their layers; None if any epoch lacks
-        a layer row. The layer rows are bounded by the last epoch row read: they were
-        committed with it, so the second statement sees all of them (and perhaps more)."""
-        epoch_rows = _EPOCHS.rows(session, job_id=job.id, after=after, upto=upto)
-        last = epoch_rows[-1][0] if epoch_rows else after
-        layer_rows = _LAYERS.rows(session, job_id=job.id, after=after, upto=last)
-        return columns_from_rows(epoch_rows, layer_rows, n_layers)
+        a layer's values."""
+        return columns_from_rows(_EPOCHS.rows(session, job_id=job.id, after=after, upto=upto),
+                                 n_layers)

@@ -7,6 +7,7 @@ read in bulk (the worker stores hundreds at once through ``layer_table``) or not
 """
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
+from operator import attrgetter
 
 import numpy as np
 
@@ -105,7 +106,7 @@ def layer_table(records):
     layout = layers[0].layout if layers and isinstance(layers[0], LayerSums) else None
     if layout is not None and all(isinstance(s, LayerSums) and s.layout is layout for s in layers):
         raw = np.stack([s.raw for s in layers])
-        steps, seen = (np.array([getattr(s, a) for s in layers]) for a in ("steps", "seen"))
+        steps, seen = np.array(list(map(attrgetter("steps", "seen"), layers))).T.reshape(2, -1)
         values = layout.table(raw, steps, seen).reshape(-1, len(LAYER_FIELDS))
         numbers = np.tile(np.arange(1.0, layout.depth + 1), len(layers))
         return np.column_stack((numbers, values))

@@ -6,7 +6,7 @@ import copy
 from jobs.auth import get_or_create_user, issue_token
 from jobs.db import session_scope
 from jobs.lease import claim
-from jobs.metric_writer import MetricBuffer
+from jobs.metric_writer import MetricBuffer, epoch_rows
 
 XOR_SPEC = {
     "network": {"layers": [{"units": 4, "activation": "tanh"},
@@ -58,3 +58,12 @@ def claimed_metric_buffer(factory, job_id: str) -> MetricBuffer:
     with session_scope(factory) as session:
         lease = claim(session, job_id, "w1", ttl_s=60, max_attempts=3)
     return MetricBuffer(factory, lease, flush_seconds=60, flush_rows=100)
+
+
+def metric_row(job_id: str, epoch: int, layers: list[dict], **values) -> dict:
+    """An epoch_metrics row as the worker stores it: the epoch's `values` (the fields not
+    given None) and each layer's values in `layers`, in layer order (the fields not given
+    NaN, as a non-finite value is stored)."""
+    return epoch_rows(job_id, {"epoch": epoch, **values,
+                               "layers": [{"layer": i + 1, **layer}
+                                          for i, layer in enumerate(layers)]})

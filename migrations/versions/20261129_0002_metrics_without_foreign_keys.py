@@ -15,9 +15,19 @@ from __future__ import annotations
 
 from alembic import op
 
-# The trigger's DDL is the schema module's, which create_all also runs (CREATE OR REPLACE:
-# running it again is harmless).
-from jobs.models import METRIC_CLEANUP
+# The trigger as it was for this revision's two tables (migration 0005 replaces it).
+METRIC_CLEANUP = {
+    "postgresql": (
+        "CREATE OR REPLACE FUNCTION gradtrace_delete_job_metrics() RETURNS trigger AS $$ BEGIN "
+        "DELETE FROM layer_metrics WHERE job_id = OLD.id; "
+        "DELETE FROM epoch_metrics WHERE job_id = OLD.id; RETURN OLD; END $$ LANGUAGE plpgsql",
+        "CREATE OR REPLACE TRIGGER jobs_delete_metrics AFTER DELETE ON jobs FOR EACH ROW "
+        "EXECUTE FUNCTION gradtrace_delete_job_metrics()"),
+    "sqlite": (
+        "CREATE TRIGGER IF NOT EXISTS jobs_delete_metrics AFTER DELETE ON jobs FOR EACH ROW BEGIN "
+        "DELETE FROM layer_metrics WHERE job_id = OLD.id; "
+        "DELETE FROM epoch_metrics WHERE job_id = OLD.id; END",),
+}
 
 revision = '0002'
 down_revision = '0001'

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 import mlp
 from jobs.artifacts import MODEL, load_artifact
 from jobs.datasets import load_arrays
-from jobs.metric_writer import EPOCH_FIELDS, LAYER_FIELDS, epoch_rows
-from jobs.models import Dataset, EpochMetric, Job, LayerMetric
+from jobs.metric_writer import EPOCH_FIELDS, epoch_rows
+from jobs.models import Dataset, EpochMetric, Job
 from jobs.storage import BlobStore
 
 COMPARED_EPOCH_FIELDS = tuple(f for f in EPOCH_FIELDS if f != "seconds")
@@ -26,16 +26,11 @@ COMPARED_EPOCH_FIELDS = tuple(f for f in EPOCH_FIELDS if f != "seconds")
 @dataclass(frozen=True)
 class Outcome:
     model: bytes | None
-    epochs: tuple
-    layers: tuple
+    epochs: tuple  # (epoch, *COMPARED_EPOCH_FIELDS, layers) per epoch
 
 
 def _epoch_key(row: dict) -> tuple:
-    return (row["epoch"], *(row[f] for f in COMPARED_EPOCH_FIELDS))
-
-
-def _layer_key(row: dict) -> tuple:
-    return (row["epoch"], row["layer"], *(row[f] for f in LAYER_FIELDS))
+    return (row["epoch"], *(row[f] for f in COMPARED_EPOCH_FIELDS), row["layers"])
 
 
 _REFERENCES: dict[str, Outcome] = {}
@@ -46,15 +41,10 @@ def reference_outcome(spec: dict, X, y, n_classes: int | None) -> Outcome:
     key = json.dumps(spec, sort_keys=True) + str(hash(X.tobytes())) + str(hash(y.tobytes()))
     if key not in _REFERENCES:
         trainer = mlp.Trainer(spec, X, y, n_classes=n_classes)
-        epochs, layers = [], []
-
-        def keep(record):
-            row, layer_rows = epoch_rows("ref", record.to_dict())
-            epochs.append(_epoch_key(row))
-            layers.extend(_layer_key(r) for r in layer_rows)
-
-        trainer.fit(on_epoch=keep)
-        _REFERENCES[key] = Outcome(trainer.model().to_bytes(), tuple(epochs), tuple(layers))
+        epochs = []
+        trainer.fit(on_epoch=lambda record: epochs.append(
+            _epoch_key(epoch_rows("ref", record.to_dict()))))
+        _REFERENCES[key] = Outcome(trainer.model().to_bytes(), tuple(epochs))
     return _REFERENCES[key]
 
 
@@ -62,11 +52,7 @@ def job_outcome(session: Session, job_id: str) -> Outcome:
     model = load_artifact(session, job_id, MODEL)
     epochs = session.execute(select(EpochMetric).where(EpochMetric.job_id == job_id)
                              .order_by(EpochMetric.epoch)).scalars()
-    layers = session.execute(select(LayerMetric).where(LayerMetric.job_id == job_id)
-                             .order_by(LayerMetric.epoch, LayerMetric.layer)).scalars()
-    return Outcome(model.data if model else None,
-                   tuple(_epoch_key(vars(r)) for r in epochs),
-                   tuple(_layer_key(vars(r)) for r in layers))
+    return Outcome(model.data if model else None, tuple(_epoch_key(vars(r)) for r in epochs))
 
 
 def matches_reference(session: Session, storage_dir, job_id: str) -> bool:
@@ -79,14 +65,10 @@ def matches_reference(session: Session, storage_dir, job_id: str) -> bool:
 
 
 def duplicate_metric_rows(session: Session) -> int:
-    """Groups of (job, epoch[, layer]) stored more than once, across all jobs."""
-    total = 0
-    for table, keys in (("epoch_metrics", "job_id, epoch"),
-                        ("layer_metrics", "job_id, epoch, layer")):
-        total += session.execute(text(
-            f"SELECT count(*) FROM (SELECT {keys} FROM {table} GROUP BY {keys} "
-            f"HAVING count(*) > 1) d")).scalar_one()
-    return total
+    """Groups of (job, epoch) stored more than once, across all jobs."""
+    return session.execute(text(
+        "SELECT count(*) FROM (SELECT job_id, epoch FROM epoch_metrics GROUP BY job_id, epoch "
+        "HAVING count(*) > 1) d")).scalar_one()
 
 
 def missing_epochs(session: Session, job_id: str, up_to: int) -> list[int]:

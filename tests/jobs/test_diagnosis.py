@@ -16,7 +16,7 @@ from jobs.diagnosis import diagnose
 from jobs.auth import get_or_create_user
 from jobs.gradcheck_store import read_gradchecks
 from jobs.metric_writer import epoch_rows, insert_ignoring_duplicates
-from jobs.models import EpochMetric, Job, LayerMetric
+from jobs.models import EpochMetric, Job
 
 
 def layer(units: int, activation: str) -> dict:
@@ -174,12 +174,10 @@ def running_job(session, owner: str) -> Job:
 def write_rows(session, job: Job, epochs: range) -> None:
     """Epoch rows and the job's progress together, as the worker's MetricBuffer commits them."""
     for epoch in epochs:
-        row, layers = epoch_rows(job.id, {
+        insert_ignoring_duplicates(session, EpochMetric, [epoch_rows(job.id, {
             "epoch": epoch, "train_loss": 1.0 / epoch,
             "layers": [{"layer": i, "weight_grad_norm": 0.1, "delta_norm": 0.2,
-                        "saturated_fraction": 0.1} for i in (1, 2)]})
-        insert_ignoring_duplicates(session, EpochMetric, [row])
-        insert_ignoring_duplicates(session, LayerMetric, layers)
+                        "saturated_fraction": 0.1} for i in (1, 2)]})])
     job.epoch = epochs[-1]
     session.flush()
 
@@ -192,8 +190,8 @@ def test_a_poll_after_new_epochs_reads_only_those(session, reads):
     write_rows(session, job, range(21, 31))
     reads.clear()
     assert diagnose(session, job)["epochs_examined"] == 30
-    # The new loss rows, then every layer row of those epochs; the short chunk ends it.
-    assert len(reads) == 2 and all("epoch >" in sql for sql in reads)
+    # The new epochs' rows, with every layer; the short chunk ends it.
+    assert len(reads) == 1 and "epoch >" in reads[0]
 
 
 def test_concurrent_polls_share_one_advance(session, monkeypatch):
@@ -224,16 +222,3 @@ def test_reading_in_small_chunks_gives_the_same_flags(diagnosed, session, monkey
     assert full
     monkeypatch.setattr(diagnosis, "READ_CHUNK_ROWS", 7)
     assert flags(session, job) == full
-
-
-def test_layer_rows_missing_or_out_of_range_leave_nan():
-    epochs = np.array([3, 5, 8])
-    rows = [(3, 1, *range(7)), (3, 2, *range(10, 17)), (5, 1, *[None] * 7),
-            (8, 2, *range(20, 27)), (8, 3, *range(7)), (6, 1, *range(7))]
-    grid = diagnosis.layer_grid(rows, epochs, 2, 7)
-    assert grid.shape == (2, 7, 3)
-    assert grid[0, :, 0].tolist() == list(range(7)) and grid[1, 2, 2] == 22
-    # epoch 5's layer 1 is NULL and its layer 2 absent; epoch 8's layer 1 absent; layer 3
-    # and epoch 6 (not in this chunk) have no place
-    assert np.isnan(grid[:, :, 1]).all() and np.isnan(grid[0, :, 2]).all()
-    assert np.isfinite(grid).sum() == 3 * 7

@@ -12,7 +12,8 @@ from sqlalchemy import update
 
 from jobs.db import session_scope
 from jobs.event_feed import Event, FeedTiming, epochs_after, follow
-from jobs.models import EpochMetric, Job, LayerMetric
+from jobs.models import EpochMetric, Job
+from tests.factories import metric_row
 
 SPEC = {"network": {"layers": [{"units": 3, "activation": "tanh"},
                                {"units": 1, "activation": "sigmoid"}]}}
@@ -35,15 +36,15 @@ def job_id(session_factory, owner) -> str:
 
 
 def record(factory, job_id: str, epochs, *, loss=None) -> None:
-    """What the worker's MetricBuffer commits: epoch rows, layer rows, progress."""
+    """What the worker's MetricBuffer commits: epoch rows with their layers, progress."""
     with session_scope(factory) as s:
         for e in epochs:
-            s.add(EpochMetric(job_id=job_id, epoch=e, train_loss=loss if loss is not None
-                              else 1.0 / e, learning_rate=0.1, seconds=0.01))
-            for layer in (1, 2):
-                s.add(LayerMetric(job_id=job_id, epoch=e, layer=layer, weight_grad_norm=0.1 * layer,
-                                  bias_grad_norm=0.01, delta_norm=0.2, weight_norm=1.0,
-                                  update_ratio=1e-3))
+            s.add(EpochMetric(**metric_row(
+                job_id, e, [{"weight_grad_norm": 0.1 * layer, "bias_grad_norm": 0.01,
+                             "delta_norm": 0.2, "weight_norm": 1.0, "update_ratio": 1e-3}
+                            for layer in (1, 2)],
+                train_loss=loss if loss is not None else 1.0 / e, learning_rate=0.1,
+                seconds=0.01)))
         s.execute(update(Job).where(Job.id == job_id).values(epoch=max(epochs)))
 
 

@@ -28,9 +28,9 @@ from jobs.metric_archive import (
     with_head,
 )
 from jobs.metric_reader import metrics_csv, read_metrics, read_rows
-from jobs.metric_writer import (EpochMetric, LayerMetric, MetricBuffer,
-                                insert_ignoring_duplicates)
+from jobs.metric_writer import EpochMetric, MetricBuffer, insert_ignoring_duplicates
 from jobs.models import Artifact, Job
+from tests.factories import metric_row
 from tests.jobs.training_fixtures import StopAfter, job_row, make_dataset, make_job
 
 SPEC = {"network": {"layers": [{"units": 4, "activation": "tanh"},
@@ -57,12 +57,10 @@ def job_with(session, user):
         session.add(job)
         session.flush()
         insert_ignoring_duplicates(session, EpochMetric, [
-            {"job_id": job.id, "epoch": e, "train_loss": loss(e), "val_loss": None,
-             "learning_rate": 0.1 / e, "seconds": 0.01} for e in range(1, epochs + 1)])
-        insert_ignoring_duplicates(session, LayerMetric, [
-            {"job_id": job.id, "epoch": e, "layer": k,
-             "delta_norm": None if e % 29 == 0 else e * 10.0 + k, "update_ratio": 1 / (e + k)}
-            for e in range(1, epochs + 1) for k in range(1, layers + 1)])
+            metric_row(job.id, e, [{"delta_norm": None if e % 29 == 0 else e * 10.0 + k,
+                                    "update_ratio": 1 / (e + k)} for k in range(1, layers + 1)],
+                       train_loss=loss(e), learning_rate=0.1 / e, seconds=0.01)
+            for e in range(1, epochs + 1)])
         return job
     return make
 

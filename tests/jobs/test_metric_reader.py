@@ -8,8 +8,9 @@ import pytest
 
 from jobs.metric_archive import ensure_archive
 from jobs.metric_reader import SPARSE_READ_EPOCHS, read_metrics
-from jobs.metric_writer import EpochMetric, LayerMetric, insert_ignoring_duplicates
+from jobs.metric_writer import EpochMetric, insert_ignoring_duplicates
 from jobs.models import Job
+from tests.factories import metric_row
 
 
 @pytest.fixture
@@ -41,11 +42,9 @@ def job_with(request, session, user):
         session.add(job)
         session.flush()
         insert_ignoring_duplicates(session, EpochMetric, [
-            {"job_id": job.id, "epoch": e, "train_loss": loss(e), "learning_rate": 0.1}
+            metric_row(job.id, e, [{"delta_norm": e * 10.0 + k} for k in (1, 2)],
+                       train_loss=loss(e), learning_rate=0.1)
             for e in range(1, epochs + 1)])
-        insert_ignoring_duplicates(session, LayerMetric, [
-            {"job_id": job.id, "epoch": e, "layer": k, "delta_norm": e * 10.0 + k}
-            for e in range(1, epochs + 1) for k in (1, 2)])
         assert (ensure_archive(session, job) is None) == (request.param == "rows")
         return job
     return make

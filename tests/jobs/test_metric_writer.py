@@ -11,10 +11,11 @@ from sqlalchemy import select
 import mlp
 from jobs.db import make_engine, make_sessionmaker, session_scope
 from jobs.lease import claim
-from jobs.metric_writer import (EPOCH_COLUMNS, LAYER_COLUMNS, EPOCH_FIELDS, LAYER_FIELDS,
-                                MetricBuffer, WrittenRows, record_arrays, record_from_dict,
+from jobs.layer_values import unpack
+from jobs.metric_writer import (EPOCH_COLUMNS, EPOCH_FIELDS, LAYER_FIELDS, MetricBuffer,
+                                WrittenRows, epoch_rows, record_arrays, record_from_dict,
                                 record_tuples)
-from jobs.models import Base, EpochMetric, Job, LayerMetric
+from jobs.models import Base, EpochMetric, Job
 from tests.integration.services import fresh_postgres_database
 from tests.jobs.training_fixtures import bare_job
 
@@ -35,38 +36,43 @@ def record(epoch: int) -> mlp.EpochRecord:
 
 
 def test_rows_follow_the_column_order_and_turn_non_finite_into_null():
-    epochs, layers = record_tuples("job", [record(1)])
-    row = dict(zip(EPOCH_COLUMNS, epochs[0]))
+    [row] = record_tuples("job", [record(1)])
+    row = dict(zip(EPOCH_COLUMNS, row))
+    layers = unpack([row.pop("layers")], 2)[0]
     assert row == {"job_id": "job", "epoch": 1, "train_loss": 1 / 3, "val_loss": None,
                    "train_accuracy": None, "val_accuracy": 0.5, "learning_rate": 0.01,
                    "seconds": 1e-6}
-    first = dict(zip(LAYER_COLUMNS, layers[0]))
-    assert first["bias_grad_norm"] is None and first["delta_norm"] is None
-    assert first["weight_norm"] == -1 / 3 and first["dead_fraction"] is None
-    assert [r[2] for r in layers] == [1, 2]
+    first = dict(zip(LAYER_FIELDS, layers[0]))
+    assert np.isnan(first["bias_grad_norm"]) and np.isnan(first["delta_norm"])  # nan, inf
+    assert first["weight_norm"] == -1 / 3 and np.isnan(first["dead_fraction"])  # None
+    assert first["saturated_fraction"] == 0.25
+    assert layers[1].tolist()[:5] == [1.0, 2.0, 3.0, 4.0, 5.0] and np.isnan(layers[1][5:]).all()
 
 
 def test_a_dict_record_gives_the_same_rows_as_the_engine_record():
     original = record(3)
     assert record_tuples("j", [record_from_dict(original.to_dict())]) == \
         record_tuples("j", [original])
+    assert tuple(epoch_rows("j", original.to_dict()).values()) == \
+        record_tuples("j", [original])[0]
 
 
 def _stored(factory, job_id):
     with session_scope(factory) as session:
-        epochs = session.execute(select(*(getattr(EpochMetric, c) for c in EPOCH_COLUMNS))
-                                 .where(EpochMetric.job_id == job_id)
-                                 .order_by(EpochMetric.epoch)).all()
-        layers = session.execute(select(*(getattr(LayerMetric, c) for c in LAYER_COLUMNS))
-                                 .where(LayerMetric.job_id == job_id)
-                                 .order_by(LayerMetric.epoch, LayerMetric.layer)).all()
+        rows = session.execute(select(*(getattr(EpochMetric, c) for c in EPOCH_COLUMNS))
+                               .where(EpochMetric.job_id == job_id)
+                               .order_by(EpochMetric.epoch)).all()
         progress = session.get(Job, job_id).epoch
-    return [tuple(r) for r in epochs], [tuple(r) for r in layers], progress
+    return [tuple(r) for r in rows], progress
 
 
-def _floats(rows: list[tuple]) -> np.ndarray:
-    """Stored rows without their job id, as float64 (None as NaN)."""
-    return np.array([row[1:] for row in rows], dtype=np.float64)
+def _same_as_stored(kept, rows: list[tuple]) -> bool:
+    """The kept arrays (WrittenRows.rows) hold the stored rows' values, NULL as NaN."""
+    stored = np.array([row[2:-1] for row in rows], dtype=np.float64)
+    return (kept.epochs.tolist() == [row[1] for row in rows]
+            and np.array_equal(kept.values, stored, equal_nan=True)
+            and np.array_equal(kept.layers, unpack([row[-1] for row in rows], 2),
+                               equal_nan=True))
 
 
 def _round_trip(factory, background=False):
@@ -82,13 +88,12 @@ def _round_trip(factory, background=False):
     assert buffer.pending == 3  # four were flushed by count
     if background:  # the first four are committed, with their progress, before any drain
         stored = _stored(factory, job_id)
-        assert (len(stored[0]), stored[2]) == (4, 4)
+        assert (len(stored[0]), stored[1]) == (4, 4)
     buffer.drain(7, lambda: False)
     expected = record_tuples(job_id, records)
-    assert _stored(factory, job_id) == (*expected, 7)
+    assert _stored(factory, job_id) == (expected, 7)
     # What the buffer kept of its commits is what the database gives back, NULL as NaN.
-    for kept, rows in zip(buffer.written.tables(), _stored(factory, job_id)[:2]):
-        assert np.array_equal(kept, _floats(rows), equal_nan=True)
+    assert _same_as_stored(buffer.written.rows(), _stored(factory, job_id)[0])
     # A resumed run recomputes epochs 5-7 (here with other values) and goes on to 9: the
     # first copy of 5-7 stays, 8 and 9 are added (PostgreSQL: the plain insert meets the
     # stored rows and the batch is written again skipping them).
@@ -100,13 +105,13 @@ def _round_trip(factory, background=False):
         again.add(r)
     again.drain(9, lambda: False)
     expected = record_tuples(job_id, records + resumed[3:])
-    assert _stored(factory, job_id) == (*expected, 9)
+    assert _stored(factory, job_id) == (expected, 9)
     # Written once, through the retry that skips stored rows (PostgreSQL) or not; these
     # are this buffer's values, not the stored ones: why a resumed job's archive is read
     # from its rows.
-    epochs, layers = again.written.tables()
-    assert list(epochs[:, 0]) == [5, 6, 7, 8, 9] and len(layers) == 10
-    assert (epochs[:, 1] == math.pi).all()  # train_loss
+    kept = again.written.rows()
+    assert kept.epochs.tolist() == [5, 6, 7, 8, 9] and kept.layers.shape == (5, 2, 7)
+    assert (kept.values[:, 0] == math.pi).all()  # train_loss
     return expected
 
 
@@ -127,8 +132,7 @@ def postgres_factory():
 @pytest.mark.parametrize("background", [False, True], ids=["inline", "background"])
 def test_postgres_stores_every_value_exactly_and_once(postgres_factory, background):
     expected = _round_trip(postgres_factory, background)
-    assert len(expected[0]) == 9 and len(EPOCH_FIELDS) + 2 == len(expected[0][0])
-    assert len(LAYER_FIELDS) + 3 == len(expected[1][0])
+    assert len(expected) == 9 and len(EPOCH_FIELDS) + 3 == len(expected[0])
 
 
 
@@ -149,7 +153,7 @@ def test_flush_waits_for_the_background_flush_in_flight(session_factory):
     assert buffer.pending == 3
     buffer.flush(3)
     assert buffer.pending == 0
-    epochs, _, progress = _stored(session_factory, job_id)
+    epochs, progress = _stored(session_factory, job_id)
     assert [row[1] for row in epochs] == [1, 2, 3] and progress == 3
 
 
@@ -169,10 +173,10 @@ def test_pending_rows_join_the_callers_transaction_and_survive_its_rollback(post
     with pytest.raises(RuntimeError), session_scope(postgres_factory) as session:
         buffer.write_pending(session, 5)
         raise RuntimeError("the finishing write failed")
-    assert _stored(postgres_factory, job_id)[0] == record_tuples(job_id, records[:3])[0]
+    assert _stored(postgres_factory, job_id)[0] == record_tuples(job_id, records[:3])
     with session_scope(postgres_factory) as session:
         buffer.write_pending(session, 5)
-    assert _stored(postgres_factory, job_id) == (*record_tuples(job_id, records), 5)
+    assert _stored(postgres_factory, job_id) == (record_tuples(job_id, records), 5)
 
 
 def test_written_rows_are_kept_once_after_a_failed_finish_and_forgotten_past_their_bound(
@@ -190,13 +194,13 @@ def test_written_rows_are_kept_once_after_a_failed_finish_and_forgotten_past_the
     with session_scope(session_factory) as session:
         buffer.write_pending(session, 3)
     buffer.pending_committed()
-    epochs, layers = buffer.written.tables()
-    assert list(epochs[:, 0]) == [1, 2, 3] and list(layers[:, 0]) == [1, 1, 2, 2, 3, 3]
-    # One epoch row (7 numbers) and two layer rows (9 each) per record: 25 in all.
-    bounded = WrittenRows(max_values=2 * 25)
+    assert _same_as_stored(buffer.written.rows(), _stored(session_factory, job_id)[0])
+    assert buffer.written.rows().epochs.tolist() == [1, 2, 3]
+    # Per record: its epoch, six epoch values and two layers of seven: 21 numbers.
+    bounded = WrittenRows(max_values=2 * 21)
     bounded.add(record_arrays([record(1), record(2)]))
-    assert len(bounded.tables()[0]) == 2
+    assert len(bounded.rows()) == 2
     bounded.add(record_arrays([record(3)]))
-    assert bounded.tables() is None
+    assert bounded.rows() is None
     bounded.add(record_arrays([record(4)]))
-    assert bounded.tables() is None
+    assert bounded.rows() is None

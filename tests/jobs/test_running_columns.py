@@ -6,13 +6,14 @@ import os
 import threading
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 
 from jobs.db import session_scope
 from jobs.metric_reader import as_lists, read_rows
 from jobs.metric_writer import LAYER_FIELDS, insert_ignoring_duplicates
-from jobs.models import EpochMetric, Job, LayerMetric
+from jobs.models import EpochMetric, Job
 from jobs.running_columns import RunningColumns
+from tests.factories import metric_row
 
 SPEC = {"network": {"layers": [{"units": 4, "activation": "tanh"},
                                {"units": 3, "activation": "relu"},
@@ -35,12 +36,11 @@ def value(epoch: int, column: int) -> float | None:
 def store(session, job: Job, epochs: range) -> None:
     """Rows for `epochs`, as one flush writes them, and the job's progress."""
     insert_ignoring_duplicates(session, EpochMetric, [
-        {"job_id": job.id, "epoch": e, "train_loss": value(e, 0), "val_loss": value(e, 1),
-         "train_accuracy": value(e, 2), "learning_rate": 0.1} for e in epochs])
-    insert_ignoring_duplicates(session, LayerMetric, [
-        {"job_id": job.id, "epoch": e, "layer": k,
-         **{f: value(e, 10 * k + i) for i, f in enumerate(LAYER_FIELDS)}}
-        for e in epochs for k in range(1, N_LAYERS + 1)])
+        metric_row(job.id, e, [{f: value(e, 10 * k + i) for i, f in enumerate(LAYER_FIELDS)}
+                               for k in range(1, N_LAYERS + 1)],
+                   train_loss=value(e, 0), val_loss=value(e, 1), train_accuracy=value(e, 2),
+                   learning_rate=0.1)
+        for e in epochs])
     job.epoch = epochs[-1]
     session.flush()
 
@@ -76,7 +76,6 @@ def test_a_second_read_fetches_only_the_epochs_after_the_copy(session, running_j
     # Rows the copy holds are never read again: with them gone from the table, the copy
     # still has them, and the new flush's epochs join them.
     session.execute(delete(EpochMetric).where(EpochMetric.epoch <= 1000))
-    session.execute(delete(LayerMetric).where(LayerMetric.epoch <= 1000))
     store(session, job, range(1201, 1300))
     columns = as_lists(running.read(session, job))
     assert columns["epoch"] == list(range(1, 1300))
@@ -91,12 +90,10 @@ def test_a_copy_starts_at_its_first_read_and_reads_older_epochs_once(session, ru
         range(1151, 1201))
     # What the copy holds is not read again, and what is older is read once.
     session.execute(delete(EpochMetric).where(EpochMetric.epoch > 1150))
-    session.execute(delete(LayerMetric).where(LayerMetric.epoch > 1150))
     whole = as_lists(running.read(session, job))
     assert whole["epoch"] == list(range(1, 1201))
     assert whole["layers"][0]["weight_grad_norm"] == [value(e, 10) for e in range(1, 1201)]
     session.execute(delete(EpochMetric))
-    session.execute(delete(LayerMetric))
     assert running.read(session, job, since_epoch=10)["epoch"].tolist() == list(range(11, 1201))
 
 
@@ -105,16 +102,16 @@ def test_rows_are_read_only_when_the_job_has_progressed(session, running_job, ru
     job = running_job(1200)
     reads.clear()
     running.read(session, job, since_epoch=1190)
-    assert len(reads) == 2  # the epochs after the copy's last, and their layers
+    assert len(reads) == 1  # the epochs after the copy's last, with their layers
     reads.clear()
     for since in (1195, 1100, 1100):
         running.read(session, job, since_epoch=since)
-    assert len(reads) == 2  # once for the older epochs in (1100, 1190]; nothing new
+    assert len(reads) == 1  # once for the older epochs in (1100, 1190]; nothing new
     store(session, job, range(1201, 1211))  # a flush: rows and the job's progress
     reads.clear()
     assert running.read(session, job, since_epoch=1195)["epoch"].tolist() == list(
         range(1196, 1211))
-    assert len(reads) == 2
+    assert len(reads) == 1
 
 
 def test_a_finished_job_drops_its_copy(session, running_job, running):
@@ -124,10 +121,10 @@ def test_a_finished_job_drops_its_copy(session, running_job, running):
     assert running.read(session, job) is None and job.id not in running
 
 
-def test_an_epoch_missing_a_layer_row_is_left_to_the_rows(session, running_job, running):
+@pytest.mark.parametrize("layers", [None, b"\0" * 8])
+def test_an_epoch_without_every_layer_is_left_to_the_rows(session, running_job, running, layers):
     job = running_job(1200)
-    session.execute(delete(LayerMetric).where(LayerMetric.epoch == 600,
-                                              LayerMetric.layer == 2))
+    session.execute(update(EpochMetric).where(EpochMetric.epoch == 600).values(layers=layers))
     assert running.read(session, job) is None and job.id not in running
 
 

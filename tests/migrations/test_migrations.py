@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import uuid
 
+import numpy as np
 import psycopg
 import pytest
 from alembic import command
@@ -10,11 +11,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from jobs.change_feed import libpq_dsn
 from jobs.db import make_engine, make_sessionmaker, session_scope
-from jobs.models import JOB_CHANGED_CHANNEL, Base, EpochMetric, Job, LayerMetric
+from jobs.layer_values import unpack
+from jobs.models import JOB_CHANGED_CHANNEL, Base, EpochMetric, Job
 from tests.jobs.training_fixtures import bare_job
 from tests.integration.services import ROOT, fresh_postgres_database
 
@@ -63,23 +65,21 @@ def test_postgres_upgrade_matches_models():
 
 def _metric_rows(factory, job_id: str) -> int:
     with session_scope(factory) as session:
-        return sum(session.query(model).filter_by(job_id=job_id).count()
-                   for model in (EpochMetric, LayerMetric))
+        return session.query(EpochMetric).filter_by(job_id=job_id).count()
 
 
 def _assert_deleting_a_job_deletes_its_metrics(url: str) -> None:
-    """The metric tables have no foreign key (migration 0002); the trigger on jobs stands
+    """The metric table has no foreign key (migration 0002); the trigger on jobs stands
     in for its ON DELETE CASCADE, and leaves other jobs' rows alone."""
     engine = make_engine(url)
     factory = make_sessionmaker(engine)
     doomed, kept = bare_job(factory, "doomed"), bare_job(factory, "kept")
     with session_scope(factory) as session:
         for job_id in (doomed, kept):
-            session.add_all([EpochMetric(job_id=job_id, epoch=e) for e in (1, 2)]
-                            + [LayerMetric(job_id=job_id, epoch=e, layer=1) for e in (1, 2)])
+            session.add_all([EpochMetric(job_id=job_id, epoch=e) for e in (1, 2)])
     with session_scope(factory) as session:
         session.delete(session.get(Job, doomed))
-    assert (_metric_rows(factory, doomed), _metric_rows(factory, kept)) == (0, 4)
+    assert (_metric_rows(factory, doomed), _metric_rows(factory, kept)) == (0, 2)
     engine.dispose()
 
 
@@ -182,3 +182,62 @@ def test_postgres_artifacts_are_lz4_from_0004_on():
         assert _artifact_compression(url) == _lz4_if_the_server_has_it(url)
         command.downgrade(_config(url), "0003")
         assert _artifact_compression(url) == ""
+
+
+FIELDS = ("weight_grad_norm", "bias_grad_norm", "delta_norm", "weight_norm", "update_ratio",
+          "dead_fraction", "saturated_fraction")
+# Layer rows before 0005: (epoch, layer, *FIELDS); NULL is a non-finite value. Epoch 2 has
+# no row for layer 2, epoch 3 no layer rows at all.
+LAYER_ROWS = [(1, 1, 0.1, 5e-324, None, 1.7976931348623157e308, -0.0, 0.5, None),
+              (1, 2, *[1 / 3] * 7), (2, 1, *range(7))]
+
+
+def _layer_rows(url: str, job_id: str) -> list[tuple]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT epoch, layer, {', '.join(FIELDS)} FROM layer_metrics "
+                                 "WHERE job_id = :j ORDER BY epoch, layer"), {"j": job_id}).all()
+    engine.dispose()
+    return [tuple(r) for r in rows]
+
+
+def _assert_layer_rows_move_into_epoch_rows_and_back(url: str) -> None:
+    """0005 packs each epoch's layer rows into its row's `layers` (NULL as NaN, a missing
+    layer all NaN, an epoch without layer rows NULL); its downgrade gives the rows back."""
+    config = _config(url)
+    command.upgrade(config, "0004")
+    engine = make_engine(url)
+    job_id = bare_job(make_sessionmaker(engine), "migrated")
+    marks = ", ".join(f":{f}" for f in FIELDS)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO epoch_metrics (job_id, epoch) VALUES (:j, :e)"),
+                     [{"j": job_id, "e": e} for e in (1, 2, 3)])
+        conn.execute(text(f"INSERT INTO layer_metrics (job_id, epoch, layer, {', '.join(FIELDS)}) "
+                          f"VALUES (:j, :e, :l, {marks})"),
+                     [{"j": job_id, "e": r[0], "l": r[1], **dict(zip(FIELDS, r[2:]))}
+                      for r in LAYER_ROWS])
+    command.upgrade(config, "0005")
+    with engine.connect() as conn:
+        blobs = conn.execute(text("SELECT layers FROM epoch_metrics WHERE job_id = :j "
+                                  "ORDER BY epoch"), {"j": job_id}).scalars().all()
+    assert blobs[2] is None
+    got = unpack(blobs[:2], 2)
+    want = np.full((2, 2, 7), np.nan)
+    for epoch, layer, *values in LAYER_ROWS:
+        want[epoch - 1, layer - 1] = np.array(values, dtype=np.float64)
+    assert np.array_equal(got, want, equal_nan=True)
+    assert got[0, 0, 1] == 5e-324  # a subnormal kept exactly
+    command.downgrade(config, "0004")
+    missing = (2, 2, *[None] * 7)  # the missing layer comes back as a row of NULLs
+    assert _layer_rows(url, job_id) == sorted(LAYER_ROWS + [missing])
+    engine.dispose()
+
+
+def test_sqlite_0005_moves_layer_rows_both_ways(tmp_path):
+    _assert_layer_rows_move_into_epoch_rows_and_back(f"sqlite:///{tmp_path / 'l.db'}")
+
+
+@pytest.mark.integration
+def test_postgres_0005_moves_layer_rows_both_ways():
+    with fresh_postgres_database() as url:
+        _assert_layer_rows_move_into_epoch_rows_and_back(url)

@@ -40,9 +40,9 @@ def test_a_long_history_is_read_once_then_followed(client, alice, app, job_id, l
     n = HISTORY + 5
     assert body["epoch"] == list(range(1, n + 1)) and body["status"] == "running"
     assert body["layers"][1]["delta_norm"] == [e + 0.2 for e in range(1, n + 1)]
-    # The old epochs came from the copy: the metric reads asked only for the new ones.
+    # The old epochs came from the copy: the metric read asked only for the new ones.
     metric_reads = [s for s in statements if "_metrics" in s]
-    assert len(metric_reads) == 2 and all("epoch >" in s for s in metric_reads)
+    assert len(metric_reads) == 1 and "epoch >" in metric_reads[0]
     statements.clear()
     again = client.get(f"/v1/jobs/{job_id}/metrics?since_epoch={n - 3}", headers=alice)
     assert again.get_json()["epoch"] == [n - 2, n - 1, n]
