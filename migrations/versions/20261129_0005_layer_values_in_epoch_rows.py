@@ -44,6 +44,38 @@ def _job_ids(bind, table: str) -> list[str]:
     return list(bind.execute(sa.text(f"SELECT DISTINCT job_id FROM {table}")).scalars())
 
 
+def _set_layers(bind, job_id: str, epochs: list[int], blobs: list[bytes]) -> None:
+    if bind.dialect.name == "postgresql":  # one statement: an UPDATE per row took minutes
+        bind.execute(sa.text(
+            "UPDATE epoch_metrics SET layers = v.layers FROM unnest(CAST(:epochs AS int[]), "
+            "CAST(:blobs AS bytea[])) AS v(epoch, layers) "
+            "WHERE epoch_metrics.job_id = :job_id AND epoch_metrics.epoch = v.epoch"),
+            {"job_id": job_id, "epochs": epochs, "blobs": blobs})
+    else:
+        bind.execute(sa.text("UPDATE epoch_metrics SET layers = :layers "
+                             "WHERE job_id = :job_id AND epoch = :epoch"),
+                     [{"job_id": job_id, "epoch": e, "layers": b} for e, b in zip(epochs, blobs)])
+
+
+def _insert_layer_rows(bind, job_id: str, epochs: list[int], values: np.ndarray) -> None:
+    """The rows of (E, L, WIDTH) `values` for `epochs`; NaN becomes NULL."""
+    n, depth = values.shape[:2]
+    columns = [np.repeat(epochs, depth).tolist(), np.tile(np.arange(1, depth + 1), n).tolist(),
+               *(np.where(np.isnan(v), None, v).tolist()
+                 for v in values.reshape(n * depth, WIDTH).T)]
+    names = ", ".join(("epoch", "layer") + FIELDS)
+    if bind.dialect.name == "postgresql":  # one statement, the columns as arrays
+        types = ["int[]"] * 2 + ["float8[]"] * WIDTH
+        bind.execute(sa.text(
+            f"INSERT INTO layer_metrics (job_id, {names}) SELECT :job_id, * FROM unnest("
+            + ", ".join(f"CAST(:c{i} AS {t})" for i, t in enumerate(types)) + ")"),
+            {"job_id": job_id, **{f"c{i}": c for i, c in enumerate(columns)}})
+    else:
+        bind.exec_driver_sql(f"INSERT INTO layer_metrics (job_id, {names}) VALUES "
+                             f"({', '.join('?' * (len(columns) + 1))})",
+                             [(job_id, *row) for row in zip(*columns)])
+
+
 def upgrade() -> None:
     bind = op.get_bind()
     with op.batch_alter_table("epoch_metrics") as batch:
@@ -51,17 +83,16 @@ def upgrade() -> None:
     # One job at a time: a job's layer rows become its epoch rows' `layers` values.
     select = sa.text(f"SELECT epoch, layer, {', '.join(FIELDS)} FROM layer_metrics "
                      "WHERE job_id = :job_id ORDER BY epoch, layer")
-    update = sa.text("UPDATE epoch_metrics SET layers = :layers "
-                     "WHERE job_id = :job_id AND epoch = :epoch")
     for job_id in _job_ids(bind, "layer_metrics"):
-        rows = np.array(bind.execute(select, {"job_id": job_id}).all(), dtype=np.float64)
+        # Plain tuples: numpy reads a Row object field by field, through exceptions.
+        rows = np.array(list(map(tuple, bind.execute(select, {"job_id": job_id}))),
+                        dtype=np.float64)
         epochs, at = np.unique(rows[:, 0].astype(np.int64), return_inverse=True)
         layer = rows[:, 1].astype(np.int64) - 1
         keep = layer >= 0
         values = np.full((len(epochs), int(layer.max()) + 1 if keep.any() else 0, WIDTH), np.nan)
         values[at[keep], layer[keep]] = rows[keep, 2:]
-        bind.execute(update, [{"job_id": job_id, "epoch": int(e), "layers": blob}
-                              for e, blob in zip(epochs, pack(values))])
+        _set_layers(bind, job_id, epochs.tolist(), pack(values))
     if bind.dialect.name == "sqlite":  # CREATE TRIGGER IF NOT EXISTS would keep the old one
         op.execute("DROP TRIGGER IF EXISTS jobs_delete_metrics")
     for statement in METRIC_CLEANUP[bind.dialect.name]:
@@ -80,18 +111,12 @@ def downgrade() -> None:
         sa.PrimaryKeyConstraint("job_id", "epoch", "layer"))
     select = sa.text("SELECT epoch, layers FROM epoch_metrics "
                      "WHERE job_id = :job_id AND layers IS NOT NULL ORDER BY epoch")
-    insert = sa.text(f"INSERT INTO layer_metrics (job_id, epoch, layer, {', '.join(FIELDS)}) "
-                     f"VALUES (:job_id, :epoch, :layer, {', '.join(':' + f for f in FIELDS)})")
     for job_id in _job_ids(bind, "epoch_metrics"):
         rows = bind.execute(select, {"job_id": job_id}).all()
-        if not rows:
-            continue
-        n_layers = len(rows[0][1]) // (8 * WIDTH)
-        values = unpack([blob for _, blob in rows], n_layers)
-        bind.execute(insert, [
-            {"job_id": job_id, "epoch": epoch, "layer": i + 1,
-             **{f: (None if np.isnan(v) else float(v)) for f, v in zip(FIELDS, layer)}}
-            for (epoch, _), table in zip(rows, values) for i, layer in enumerate(table)])
+        if rows:
+            n_layers = len(rows[0][1]) // (8 * WIDTH)
+            _insert_layer_rows(bind, job_id, [epoch for epoch, _ in rows],
+                               unpack([blob for _, blob in rows], n_layers))
     if bind.dialect.name == "sqlite":  # the trigger names epoch_metrics, which batch
         op.execute("DROP TRIGGER IF EXISTS jobs_delete_metrics")  # mode copies and renames
     with op.batch_alter_table("epoch_metrics") as batch:
