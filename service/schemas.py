@@ -24,7 +24,10 @@ def _written_integer(value: Any) -> Any:
 
 # An integer in a query string or header, as it is written there: pydantic alone would
 # also read "+0.0", " 1" and "1_0" as integers, a silent coercion of malformed input.
+# The optional one is its own type: `TextInt | None` would put a Field's bounds in the
+# JSON Schema as raw "ge"/"le" instead of "minimum"/"maximum".
 TextInt = Annotated[int, BeforeValidator(_written_integer)]
+OptionalTextInt = Annotated[int | None, BeforeValidator(_written_integer)]
 
 
 class Strict(BaseModel):
@@ -135,7 +138,7 @@ class IdempotencyHeader(BaseModel):
 
 class MetricsQuery(Strict):
     since_epoch: TextInt = Field(0, ge=0, le=10**9)
-    max_points: TextInt | None = Field(None, ge=2, le=1_000_000)
+    max_points: OptionalTextInt = Field(None, ge=2, le=1_000_000)
     format: Literal["json", "csv"] = "json"
 
 

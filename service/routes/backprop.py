@@ -14,7 +14,7 @@ from jobs.job_views import job_to_dict
 from jobs.reproduction import diff_jobs, rerun
 from service.auth import current_user_id
 from service.queue import publish_job
-from service.schemas import IdPath, Strict, StrictBody, TextInt
+from service.schemas import IdPath, OptionalTextInt, Strict, StrictBody
 from service.session import db
 
 bp = APIBlueprint("backprop", __name__, url_prefix="/v1/jobs", abp_tags=[Tag(name="backprop")],
@@ -41,7 +41,7 @@ class DiffPath(Strict):
 
 
 class DiffQuery(Strict):
-    max_points: TextInt | None = Field(None, ge=2, le=1_000_000)
+    max_points: OptionalTextInt = Field(None, ge=2, le=1_000_000)
 
 
 def _settings():

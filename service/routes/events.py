@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from jobs import event_feed, submission
 from service.auth import current_user_id
-from service.schemas import IdPath, TextInt
+from service.schemas import IdPath, OptionalTextInt
 from service.session import db
 
 bp = APIBlueprint("events", __name__, url_prefix="/v1/jobs", abp_tags=[Tag(name="events")],
@@ -26,7 +26,7 @@ STREAM_DOC = {200: {"description": "text/event-stream: `status`, `epoch` (id = e
 
 
 class LastEventHeader(BaseModel):
-    last_event_id: TextInt | None = Field(None, alias="Last-Event-ID", ge=0, le=10**9)
+    last_event_id: OptionalTextInt = Field(None, alias="Last-Event-ID", ge=0, le=10**9)
 
 
 @bp.get("/<id>/events", summary="Live status and per-epoch telemetry (server-sent events)",

@@ -285,6 +285,32 @@ def test_too_many_form_parts_is_413(limited):
     assert "max_form_parts" in resp.get_json()["error"]["message"]
 
 
+def _keywords(node):
+    """Every key of every object in a JSON document."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key
+            yield from _keywords(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _keywords(value)
+
+
+def test_documented_query_and_header_integers_carry_their_bounds(app):
+    """What the API refuses as out of range, its OpenAPI document says is out of range:
+    bounds as JSON Schema's minimum/maximum, never pydantic's own "ge"/"le" (which an
+    optional query or header integer once leaked, so clients and fuzzers saw no bound)."""
+    doc = app.test_client().get("/openapi.json").get_json()
+    assert not {"ge", "le", "gt", "lt"} & set(_keywords(doc))
+    parameters = {(path, p["name"]): p["schema"] for path, ops in doc["paths"].items()
+                  for op in ops.values() for p in op.get("parameters", ())}
+    for path, name, low, high in (("/v1/jobs/{id}/metrics", "max_points", 2, 1_000_000),
+                                  ("/v1/jobs/{id}/events", "Last-Event-ID", 0, 10**9),
+                                  ("/v1/jobs", "limit", 1, 200)):
+        schema = parameters[path, name]
+        assert (schema["type"], schema["minimum"], schema["maximum"]) == ("integer", low, high)
+
+
 # --- non-finite numbers: refused on the way in, null plus a flag on the way out -----------
 
 def json_body_routes(app) -> list[tuple[str, str]]:
