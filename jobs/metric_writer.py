@@ -83,8 +83,10 @@ class RowArrays:
 
 
 def record_from_dict(record: dict) -> EpochRecord:
-    """The engine's record back from its `to_dict()` (tests and tools hold dicts)."""
-    layers = [LayerRecord(**layer) for layer in record.get("layers", ())]
+    """The engine's record back from its `to_dict()` (tests and tools hold dicts), its
+    layers in layer order (rows store them by position)."""
+    layers = [LayerRecord(**layer) for layer in sorted(record.get("layers", ()),
+                                                       key=lambda layer: layer["layer"])]
     return EpochRecord(**{**record, "layers": layers})
 
 

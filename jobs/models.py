@@ -150,7 +150,8 @@ class EpochMetric(Base):
 # the database's time to insert an XOR run's 8000 metric rows, and the only writer already
 # proves the job exists in the same transaction (metric_writer: the fenced UPDATE of the
 # job row comes first and locks it). Deleting a job still deletes its metrics, through
-# this trigger, which costs nothing on insert. Migration 0005 creates it from here too.
+# this trigger, which costs nothing on insert (migrations 0002 and 0005 hold the DDL of
+# their revisions).
 METRIC_CLEANUP = {
     "postgresql": (
         "CREATE OR REPLACE FUNCTION gradtrace_delete_job_metrics() RETURNS trigger AS $$ BEGIN "

@@ -186,10 +186,12 @@ def test_postgres_artifacts_are_lz4_from_0004_on():
 
 FIELDS = ("weight_grad_norm", "bias_grad_norm", "delta_norm", "weight_norm", "update_ratio",
           "dead_fraction", "saturated_fraction")
-# Layer rows before 0005: (epoch, layer, *FIELDS); NULL is a non-finite value. Epoch 2 has
-# no row for layer 2, epoch 3 no layer rows at all.
+# Layer rows before 0005: (epoch, layer, *FIELDS); NULL is a non-finite value. The job's
+# spec has two layers: epoch 2 has no row for layer 2, epoch 3 no layer rows at all.
 LAYER_ROWS = [(1, 1, 0.1, 5e-324, None, 1.7976931348623157e308, -0.0, 0.5, None),
               (1, 2, *[1 / 3] * 7), (2, 1, *range(7))]
+# Rows no reader showed: a layer the spec does not have, and an epoch with no epoch row.
+UNSHOWN = [(2, 3, *range(7)), (9, 1, *range(7))]
 
 
 def _layer_rows(url: str, job_id: str) -> list[tuple]:
@@ -202,12 +204,16 @@ def _layer_rows(url: str, job_id: str) -> list[tuple]:
 
 
 def _assert_layer_rows_move_into_epoch_rows_and_back(url: str) -> None:
-    """0005 packs each epoch's layer rows into its row's `layers` (NULL as NaN, a missing
-    layer all NaN, an epoch without layer rows NULL); its downgrade gives the rows back."""
+    """0005 packs each epoch's layer rows into its row's `layers`, as many layers as the
+    job's spec has (NULL as NaN, a missing layer all NaN, an epoch without layer rows
+    NULL); its downgrade gives the rows back, a missing layer as NULLs."""
     config = _config(url)
     command.upgrade(config, "0004")
     engine = make_engine(url)
-    job_id = bare_job(make_sessionmaker(engine), "migrated")
+    factory = make_sessionmaker(engine)
+    job_id = bare_job(factory, "migrated")
+    with session_scope(factory) as session:
+        session.get(Job, job_id).spec = {"network": {"layers": [{"units": 3}, {"units": 1}]}}
     marks = ", ".join(f":{f}" for f in FIELDS)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO epoch_metrics (job_id, epoch) VALUES (:j, :e)"),
@@ -215,12 +221,12 @@ def _assert_layer_rows_move_into_epoch_rows_and_back(url: str) -> None:
         conn.execute(text(f"INSERT INTO layer_metrics (job_id, epoch, layer, {', '.join(FIELDS)}) "
                           f"VALUES (:j, :e, :l, {marks})"),
                      [{"j": job_id, "e": r[0], "l": r[1], **dict(zip(FIELDS, r[2:]))}
-                      for r in LAYER_ROWS])
+                      for r in LAYER_ROWS + UNSHOWN])
     command.upgrade(config, "0005")
     with engine.connect() as conn:
         blobs = conn.execute(text("SELECT layers FROM epoch_metrics WHERE job_id = :j "
                                   "ORDER BY epoch"), {"j": job_id}).scalars().all()
-    assert blobs[2] is None
+    assert len(blobs) == 3 and blobs[2] is None
     got = unpack(blobs[:2], 2)
     want = np.full((2, 2, 7), np.nan)
     for epoch, layer, *values in LAYER_ROWS:
@@ -230,6 +236,33 @@ def _assert_layer_rows_move_into_epoch_rows_and_back(url: str) -> None:
     command.downgrade(config, "0004")
     missing = (2, 2, *[None] * 7)  # the missing layer comes back as a row of NULLs
     assert _layer_rows(url, job_id) == sorted(LAYER_ROWS + [missing])
+    engine.dispose()
+
+
+def test_sqlite_0005_goes_on_after_a_failed_run(tmp_path, monkeypatch):
+    """SQLite commits a migration's DDL as it goes: a 0005 that failed after adding its
+    column must run again from there."""
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    config = _config(url)
+    command.upgrade(config, "0004")
+    engine = make_engine(url)
+    job_id = bare_job(make_sessionmaker(engine), "interrupted")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO epoch_metrics (job_id, epoch) VALUES (:j, 1)"), {"j": job_id})
+        conn.execute(text("INSERT INTO layer_metrics (job_id, epoch, layer, delta_norm) "
+                          "VALUES (:j, 1, 1, 0.5)"), {"j": job_id})
+    real = np.unique
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("interrupted")
+    monkeypatch.setattr(np, "unique", fail)
+    with pytest.raises(RuntimeError):
+        command.upgrade(config, "0005")
+    monkeypatch.setattr(np, "unique", real)
+    command.upgrade(config, "0005")
+    with engine.connect() as conn:
+        blob = conn.execute(text("SELECT layers FROM epoch_metrics")).scalar_one()
+    assert unpack([blob], 1)[0, 0, 2] == 0.5
     engine.dispose()
 
 
