@@ -85,7 +85,8 @@ def read_rows(session: Session, job: Job, since_epoch: int,
         rows = [r for r in _epoch_rows(session, job,
                                        _epoch_filter(EpochMetric, chosen, since_epoch))
                 if r[0] in wanted]
-    kept, *columns, blobs = [list(c) for c in zip(*rows)] or [[] for _ in range(2 + len(EPOCH_COLUMNS))]
+    kept, *columns, blobs = ([list(c) for c in zip(*rows)]
+                             or [[] for _ in range(2 + len(EPOCH_COLUMNS))])
     out = {"epoch": kept, **dict(zip(EPOCH_COLUMNS, columns)),
            "layers": _layer_columns(job, blobs)}
     out["nonfinite"] = None in out["train_loss"]
@@ -137,7 +138,7 @@ def driver_rows(session: Session, statement) -> list[tuple]:
     """The statement's rows as the database driver's own tuples, in the session's
     transaction. SQLAlchemy's Row objects cost more than the query itself when a running
     job's full history is read: 80 % of a 7,000-epoch poll went to its 28,000 rows.
-    Only for columns the driver already returns as Python values (numbers, text)."""
+    Only for columns the driver already returns as Python values (numbers, text, bytes)."""
     conn = session.connection()
     compiled = statement.compile(dialect=conn.dialect,
                                  compile_kwargs={"render_postcompile": True})

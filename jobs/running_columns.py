@@ -2,9 +2,10 @@
 
 A running job's stored metrics only ever grow at the end: a flush commits a contiguous
 run of epochs after the previous one, in one transaction with the job's progress
-(jobs/metric_writer.py writes one flush at a time, in epoch order); a stored row is never changed (a resumed run's re-computed epochs are skipped)
-and goes only with its job. So a process keeps each polled running job's columns for a
-range of epochs (first, last] and reads from the database only
+(jobs/metric_writer.py writes one flush at a time, in epoch order); a stored row is
+never changed (a resumed run's re-computed epochs are skipped) and goes only with its
+job. So a process keeps each polled running job's columns for a range of epochs
+(first, last] and reads from the database only
 
 - the epochs after `last`, and only when the job's progress has moved since it last
   looked (a poll of a job between two flushes reads no metric rows at all); and

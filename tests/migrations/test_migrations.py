@@ -248,7 +248,8 @@ def test_sqlite_0005_goes_on_after_a_failed_run(tmp_path, monkeypatch):
     engine = make_engine(url)
     job_id = bare_job(make_sessionmaker(engine), "interrupted")
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO epoch_metrics (job_id, epoch) VALUES (:j, 1)"), {"j": job_id})
+        conn.execute(text("INSERT INTO epoch_metrics (job_id, epoch) VALUES (:j, 1)"),
+                     {"j": job_id})
         conn.execute(text("INSERT INTO layer_metrics (job_id, epoch, layer, delta_norm) "
                           "VALUES (:j, 1, 1, 0.5)"), {"j": job_id})
     real = np.unique
