@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from jobs.errors import NotFound
 from jobs.job_views import job_detail
-from jobs.layer_values import unpack
-from jobs.metric_archive import ROW_BYTES
+from jobs.layer_values import LAYER_BYTES, unpack
 from jobs.metric_reader import EPOCH_COLUMNS
 from jobs.metric_writer import LAYER_FIELDS, finite_or_none
 from jobs.models import FINISHED_STATUSES, EpochMetric, Job
@@ -73,7 +72,7 @@ def epochs_after(session: Session, job_id: str, after_epoch: int,
         .order_by(EpochMetric.epoch).limit(limit)).all()
     if not rows:
         return []
-    n_layers = max((len(blob) // ROW_BYTES for *_, blob in rows if blob), default=0)
+    n_layers = max((len(blob) // LAYER_BYTES for *_, blob in rows if blob), default=0)
     layers = unpack([blob for *_, blob in rows], n_layers).tolist()
     return [{"epoch": epoch, **_finite(EPOCH_COLUMNS, values),
              "layers": [{"layer": i + 1, **_finite(LAYER_FIELDS, layer)}

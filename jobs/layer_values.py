@@ -20,6 +20,7 @@ from mlp.records import LAYER_FIELDS
 
 WIDTH = len(LAYER_FIELDS)
 DTYPE = np.dtype("<f8")
+LAYER_BYTES = WIDTH * DTYPE.itemsize  # one layer's values; a value holds L of them
 
 
 def pack(values: np.ndarray) -> list[bytes]:
@@ -42,7 +43,7 @@ def _rows(values: np.ndarray) -> np.ndarray:
 def unpack(blobs: Sequence[bytes | None], n_layers: int) -> np.ndarray:
     """The (E, n_layers, WIDTH) float64 values of E column values; all NaN for a NULL or a
     value of another length (written for another network: never by this schema's writer)."""
-    size = n_layers * WIDTH * DTYPE.itemsize
+    size = n_layers * LAYER_BYTES
     out = np.full((len(blobs), n_layers, WIDTH), np.nan)
     good = [i for i, blob in enumerate(blobs) if blob is not None and len(blob) == size]
     if len(good) == len(blobs):

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs.db import session_scope
-from jobs.layer_values import DTYPE, WIDTH, unpack
+from jobs.layer_values import LAYER_BYTES, unpack
 from jobs.metric_writer import (EPOCH_FIELDS, LAYER_FIELDS, WrittenRows,
                                 insert_ignoring_duplicates)
 from jobs.models import FINISHED_STATUSES, Artifact, EpochMetric, Job, utcnow
@@ -36,7 +36,6 @@ KIND = "metrics"
 JSON_KIND = "metrics-json"
 # The epoch fields a read returns (not `seconds`).
 EPOCH_COLUMNS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "learning_rate")
-ROW_BYTES = WIDTH * DTYPE.itemsize  # one layer's values in an epoch row's `layers`
 
 
 class BadArchive(ValueError):
@@ -112,7 +111,7 @@ def build_archive(session: Session, job: Job) -> MetricArchive | None:
 def columns_from_rows(rows: list[tuple], n_layers: int) -> MetricArchive | None:
     """Columns from (epoch, *EPOCH_COLUMNS, layers) tuples in epoch order; None unless
     every row holds `n_layers` layers' values."""
-    if any(blob is None or len(blob) != n_layers * ROW_BYTES for *_, blob in rows):
+    if any(blob is None or len(blob) != n_layers * LAYER_BYTES for *_, blob in rows):
         return None
     # float64 from tuples turns NULL (None) into NaN in C; from Row objects it is 10x
     # slower (each goes through the generic sequence protocol).
