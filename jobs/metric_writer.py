@@ -308,22 +308,10 @@ class MetricBuffer:
         self._backoff.succeeded()
 
     def _write(self, records: list[EpochRecord], epoch: int) -> None:
-        """One transaction: plain inserts first; only a batch that meets stored rows pays
-        for skipping them (it is written again, skipping them).
-
-        Rows of these epochs are already stored after a resume (the metrics of the epochs
-        after the checkpoint) or after a flush whose commit landed but whose answer was
-        lost; the engine recomputes them bit for bit, so keeping the stored copy is right.
-        """
+        """One transaction of `_write_rows`."""
         arrays = record_arrays(records)
-        for skip_duplicates in (False, True):
-            try:
-                with session_scope(self._factory) as session:
-                    self._write_rows(session, arrays, epoch, skip_duplicates=skip_duplicates)
-                break
-            except IntegrityError as exc:
-                if skip_duplicates or getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
-                    raise
+        with session_scope(self._factory) as session:
+            self._write_rows(session, arrays, epoch)
         if self.written is not None:
             self.written.add(arrays)
 
@@ -337,7 +325,7 @@ class MetricBuffer:
         """
         self.settle()
         self._pending = record_arrays(self._records)
-        self._write_rows(session, self._pending, progress_epoch, skip_duplicates=True)
+        self._write_rows(session, self._pending, progress_epoch)
 
     def pending_committed(self) -> None:
         """The caller's transaction of `write_pending` committed: the rows are stored."""
@@ -345,16 +333,34 @@ class MetricBuffer:
             self.written.add(self._pending)
         self._records, self._pending = [], None
 
-    def _write_rows(self, session: Session, arrays: RowArrays, epoch: int, *,
-                    skip_duplicates: bool) -> None:
+    def _write_rows(self, session: Session, arrays: RowArrays, epoch: int) -> None:
+        """The fenced progress update, then the rows: plain inserts first; only a batch
+        that meets stored rows pays for skipping them (written again, after its
+        savepoint is rolled back, so the caller's transaction goes on).
+
+        Rows of these epochs are already stored after a resume (the metrics of the epochs
+        after the checkpoint) or after a flush whose commit landed but whose answer was
+        lost; the engine recomputes them bit for bit, so keeping the stored copy is right.
+        """
         # The fenced UPDATE comes first: it locks the job row, so no other worker can
         # take the lease between the check and the inserts.
         hold(session, self._lease, epoch=epoch)
+        if session.get_bind().dialect.name != "postgresql":
+            return self._insert(session, arrays, skip_duplicates=True)  # SQLite: always
+        try:
+            with session.begin_nested():
+                self._insert(session, arrays, skip_duplicates=False)
+        except IntegrityError as exc:
+            if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+                raise
+            self._insert(session, arrays, skip_duplicates=True)
+
+    def _insert(self, session: Session, arrays: RowArrays, *, skip_duplicates: bool) -> None:
+        # The connection is asked for here: a savepoint is only emitted when it is.
         conn = session.connection()
         for statement in insert_statements(conn.dialect.name, self._lease.job_id, arrays,
                                            skip_duplicates=skip_duplicates):
-            if statement is not None:
-                conn.exec_driver_sql(*statement)
+            conn.exec_driver_sql(*statement)
 
 
 class _BackgroundFlush(threading.Thread):

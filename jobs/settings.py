@@ -42,7 +42,11 @@ class Settings(BaseSettings):
 
     # Worker behaviour.
     metrics_flush_seconds: float = 0.5
-    metrics_flush_rows: int = 500
+    # Most jobs flush by time; this bounds the fastest (XOR: 10,000+ epochs/s), and the
+    # memory and statement size of a flush (5000 records of 32 layers: about 11 MiB). At
+    # 500 such a job flushed every 30-50 ms, each flush competing with training
+    # (bench/job_phases.py).
+    metrics_flush_rows: int = 5000
     checkpoint_interval_s: float = 30.0
     lease_ttl_s: float = 60.0
     heartbeat_s: float = 5.0

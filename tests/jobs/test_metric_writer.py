@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 import mlp
 from jobs.db import make_engine, make_sessionmaker, session_scope
-from jobs.lease import claim
+from jobs.lease import claim, finish
 from jobs.layer_values import unpack
 from jobs.metric_writer import (EPOCH_COLUMNS, EPOCH_FIELDS, LAYER_FIELDS, MetricBuffer,
                                 WrittenRows, epoch_rows, record_arrays, record_from_dict,
@@ -177,6 +177,33 @@ def test_pending_rows_join_the_callers_transaction_and_survive_its_rollback(post
     with session_scope(postgres_factory) as session:
         buffer.write_pending(session, 5)
     assert _stored(postgres_factory, job_id) == (record_tuples(job_id, records), 5)
+
+
+def test_the_finishing_write_keeps_stored_rows_and_the_rest_of_its_transaction(
+        postgres_factory):
+    """A resumed job's last epochs may be stored already: the plain insert meets them, its
+    savepoint is rolled back and the batch written again skipping them, and the finishing
+    transaction goes on to the final status (on PostgreSQL a failed statement outside a
+    savepoint would have aborted it)."""
+    job_id = bare_job(postgres_factory, "resumed-finisher")
+    with session_scope(postgres_factory) as session:
+        lease = claim(session, job_id, "w1", ttl_s=60, max_attempts=3)
+    stored = [record(e) for e in (1, 2, 3)]
+    first = MetricBuffer(postgres_factory, lease, flush_seconds=60, flush_rows=100)
+    for r in stored:
+        first.add(r)
+    first.flush(3)
+    resumed = [record(e) for e in (2, 3, 4, 5)]
+    buffer = MetricBuffer(postgres_factory, lease, flush_seconds=60, flush_rows=100)
+    for r in resumed:
+        r.train_loss = math.pi
+        buffer.add(r)
+    with session_scope(postgres_factory) as session:
+        buffer.write_pending(session, 5)
+        assert finish(session, lease, status="succeeded")
+    assert _stored(postgres_factory, job_id) == (record_tuples(job_id, stored + resumed[2:]), 5)
+    with session_scope(postgres_factory) as session:
+        assert session.get(Job, job_id).status == "succeeded"
 
 
 def test_written_rows_are_kept_once_after_a_failed_finish_and_forgotten_past_their_bound(

@@ -1,0 +1,192 @@
+"""How many running jobs' metric writes one PostgreSQL absorbs (issue 8, target 6: what
+saturates first, and the numbers that say when).
+
+Each simulated job is a thread that does what a worker's metric flush does, on the real
+schema: one transaction with the fenced UPDATE of its job row and one INSERT of its
+epoch rows (`jobs.lease.hold`, `jobs.metric_writer.insert_statements`), every
+`--interval` seconds (the worker's `metrics_flush_seconds`), `--rows` epochs of
+`--layers` layers at a time. Jobs run in writer processes of up to 12 threads each
+(started as subprocesses of this script, with plain command-line arguments), their
+flushes spread over the interval. For each number of jobs the table gives the flushes
+offered and done per second, the flush latency (p50, p99: from the transaction's start
+to its commit), and the CPU the server and the writers used (from /proc; the server
+must run on this machine). A flush that takes longer than the interval holds the next
+one back, as the worker's one-flush-at-a-time buffer does, so a saturated database
+shows as flushes done falling behind those offered.
+
+    .venv/bin/python bench/metric_capacity.py                       # 1-64 jobs, 3 profiles
+    .venv/bin/python bench/metric_capacity.py --jobs 1,8 --seconds 5 --profiles medium
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from contextlib import ExitStack
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from job_phases import postgres_cpu  # noqa: E402
+from jobs.db import make_engine, make_sessionmaker, session_scope  # noqa: E402
+from jobs.layer_values import WIDTH  # noqa: E402
+from jobs.lease import Lease, claim, hold  # noqa: E402
+from jobs.metric_writer import EPOCH_FIELDS, RowArrays, insert_statements  # noqa: E402
+from jobs.models import Job, User  # noqa: E402
+from tests.integration.services import fresh_postgres_database, migrate  # noqa: E402
+
+THREADS_PER_WRITER = 12  # under the pool's 15 connections
+# (rows per flush, seconds between flushes, layers): what one running job sends.
+PROFILES = {
+    # A network whose epochs take ~0.1 s (medium-sized data), every epoch recorded.
+    "medium": (5, 0.5, 3),
+    # A deep one on small data: an epoch every 10 ms, 10 layers.
+    "deep": (50, 0.5, 10),
+    # A tiny one (XOR): epochs in ~0.1 ms, flushed by count (metrics_flush_rows) as fast
+    # as the last flush commits.
+    "tiny": (5000, 0.0, 3),
+}
+
+
+def batch(first_epoch: int, rows: int, layers: int, rng) -> RowArrays:
+    return RowArrays(np.arange(first_epoch, first_epoch + rows, dtype=np.int64),
+                     rng.random((rows, len(EPOCH_FIELDS))), rng.random((rows, layers, WIDTH)))
+
+
+def run_job_writes(factory, lease: Lease, args, start_at: float, out: list) -> None:
+    """One job's flushes until the run ends; appends (latency seconds) per flush to `out`."""
+    rng = np.random.default_rng(zlib.crc32(lease.job_id.encode()))
+    due = start_at + rng.random() * args.interval  # spread over the interval
+    epoch, end = 1, start_at + args.seconds
+    while True:
+        now = time.time()
+        if due > now:
+            time.sleep(due - now)
+        if time.time() >= end:
+            return
+        arrays = batch(epoch, args.rows, args.layers, rng)
+        started = time.perf_counter()
+        with session_scope(factory) as session:
+            hold(session, lease, epoch=epoch + args.rows - 1)
+            conn = session.connection()
+            for statement in insert_statements("postgresql", lease.job_id, arrays,
+                                               skip_duplicates=False):
+                conn.exec_driver_sql(*statement)
+        out.append(time.perf_counter() - started)
+        epoch += args.rows
+        due = max(due + args.interval, time.time())  # a late flush delays the next
+
+
+def writer(args) -> None:
+    """Subprocess entry: write for the jobs given as id:lease_epoch, print the latencies."""
+    engine = make_engine(args.url)
+    factory = make_sessionmaker(engine)
+    latencies: list[float] = []
+    threads = []
+    for item in args.leases:
+        job_id, epoch = item.rsplit(":", 1)
+        thread = threading.Thread(target=run_job_writes, args=(
+            factory, Lease(job_id, int(epoch), "bench"), args, args.start_at, latencies))
+        thread.start()
+        threads.append(thread)
+    time.sleep(max(0.0, args.start_at - time.time()))
+    cpu = time.process_time()
+    for thread in threads:
+        thread.join()
+    cpu = time.process_time() - cpu
+    engine.dispose()
+    print(json.dumps({"latencies": latencies, "cpu": cpu}))
+
+
+def claimed_jobs(factory, n: int) -> list[Lease]:
+    with session_scope(factory) as session:
+        user = User(name=f"capacity-{time.time_ns()}")
+        session.add(user)
+        session.flush()
+        jobs = [Job(owner_id=user.id, spec={}, epochs=10**6, status="queued") for _ in range(n)]
+        session.add_all(jobs)
+        session.flush()
+        ids = [job.id for job in jobs]
+    leases = []
+    for job_id in ids:
+        with session_scope(factory) as session:
+            leases.append(claim(session, job_id, "bench", ttl_s=3600, max_attempts=1))
+    return leases
+
+
+def measure(url: str, factory, n: int, profile: str, seconds: float) -> dict:
+    rows, interval, layers = PROFILES[profile]
+    leases = claimed_jobs(factory, n)
+    start_at = time.time() + 1.5 + 0.3 * math.ceil(n / THREADS_PER_WRITER)  # imports first
+    procs = []
+    for i in range(0, n, THREADS_PER_WRITER):
+        group = [f"{lease.job_id}:{lease.epoch}" for lease in leases[i:i + THREADS_PER_WRITER]]
+        procs.append(subprocess.Popen(
+            [sys.executable, __file__, "--writer", url, "--start-at", repr(start_at),
+             "--seconds", str(seconds), "--rows", str(rows), "--interval", str(interval),
+             "--layers", str(layers), "--leases", *group], stdout=subprocess.PIPE, text=True))
+    time.sleep(max(0.0, start_at - time.time()))
+    server = postgres_cpu()
+    time.sleep(seconds)
+    server = postgres_cpu() - server
+    results = [json.loads(proc.communicate()[0]) for proc in procs]
+    latencies = sorted(x for r in results for x in r["latencies"])
+    offered = n / interval if interval else float("nan")
+    done = len(latencies) / seconds
+    return {"profile": profile, "jobs": n, "offered": offered, "done": done,
+            "rows": done * rows, "p50": 1e3 * statistics.median(latencies),
+            "p99": 1e3 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+            "server": server / seconds, "writers": sum(r["cpu"] for r in results) / seconds,
+            "server_ms_per_flush": 1e3 * server / max(len(latencies), 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", default="1,4,16,64")
+    parser.add_argument("--profiles", default=",".join(PROFILES))
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--writer")  # internal: a writer subprocess's database URL
+    parser.add_argument("--start-at", type=float)
+    parser.add_argument("--rows", type=int)
+    parser.add_argument("--interval", type=float)
+    parser.add_argument("--layers", type=int)
+    parser.add_argument("--leases", nargs="*")
+    args = parser.parse_args()
+    if args.writer:
+        args.url = args.writer
+        return writer(args)
+    with ExitStack() as stack, tempfile.TemporaryDirectory():
+        url = stack.enter_context(fresh_postgres_database())
+        migrate(url)
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
+        factory = make_sessionmaker(engine)
+        print(f"PostgreSQL on this machine ({os.cpu_count()} vCPUs), {args.seconds:g} s per row; "
+              f"load average {os.getloadavg()[0]:.2f}")
+        print("| profile (rows x layers per flush, interval) | jobs | flushes/s offered | done "
+              "| epoch rows/s | p50 ms | p99 ms | server CPU (cores) | writers' CPU | server ms per flush |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for profile in args.profiles.split(","):
+            rows, interval, layers = PROFILES[profile]
+            for n in map(int, args.jobs.split(",")):
+                r = measure(url, factory, n, profile, args.seconds)
+                offered = "as fast as committed" if not interval else f"{r['offered']:.0f}"
+                print(f"| {profile} ({rows} x {layers}, {interval:g} s) | {n} | {offered} | "
+                      f"{r['done']:.1f} | {r['rows']:,.0f} | {r['p50']:.1f} | {r['p99']:.1f} | "
+                      f"{r['server']:.2f} | {r['writers']:.2f} | {r['server_ms_per_flush']:.2f} |",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()
