@@ -7,9 +7,10 @@ worker's own `run_job` on a real database, alternating, with a timer around each
 the metric flushes (wall time in their thread, and that thread's CPU time), the
 finishing transaction (`_succeed`) and the archive after it. On PostgreSQL it also
 reads the server's CPU time per job from /proc (every `postgres` process; the server
-must run on this machine). The job window is the claim's start to `_succeed`'s end,
-which is what `started_at` -> `finished_at` in bench/e2e_overhead.py measures less the
-queue. Medians over the jobs; the engine alone varies by tens of percent between runs on
+must run on this machine, used by nothing else). The job window is the claim's start to
+`_succeed`'s end, which is what `started_at` -> `finished_at` in bench/e2e_overhead.py
+measures less the queue; the CPU columns cover the whole `run_job`, the archive after
+the window included. Medians over the jobs; the engine alone varies by tens of percent between runs on
 a 2-vCPU machine, so read the window against the engine run next to it.
 
     .venv/bin/python bench/job_phases.py                    # PostgreSQL, XOR, 8 jobs
@@ -30,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from e2e_overhead import xor_spec  # noqa: E402  (sets the worker's BLAS threads first)
+from server_cpu import postgres_cpu  # noqa: E402
 
 import mlp  # noqa: E402
 from jobs import metric_writer, training  # noqa: E402
@@ -78,20 +80,6 @@ def instrument(stack: ExitStack, timers: Timers) -> None:
     write = metric_writer.MetricBuffer._write
     metric_writer.MetricBuffer._write = timers.wrap("flushes", write, thread_cpu=True)
     stack.callback(setattr, metric_writer.MetricBuffer, "_write", write)
-
-
-def postgres_cpu() -> float:
-    """CPU seconds used so far by every process named postgres on this machine."""
-    total = 0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
-                continue
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def setup(stack: ExitStack, database: str, tmp: Path) -> tuple[Settings, object, str, str]:
@@ -156,7 +144,8 @@ def main() -> None:
     print(f"{args.database}, XOR {args.epochs} epochs, {args.jobs} jobs; "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'part':<16}{'median ms':>10}{'min ms':>10}{'max ms':>10}")
-    for name in ["engine alone"] + [k for k in rows[0] if k != "window"] + ["window"]:
+    parts = list(dict.fromkeys(k for r in rows for k in r if k != "window"))  # first seen first
+    for name in ["engine alone"] + parts + ["window"]:
         values = engine if name == "engine alone" else [r.get(name, 0.0) for r in rows]
         print(f"{name:<16}{1e3 * statistics.median(values):>10.1f}"
               f"{1e3 * min(values):>10.1f}{1e3 * max(values):>10.1f}")

@@ -2,15 +2,16 @@
 saturates first, and the numbers that say when).
 
 Each simulated job is a thread that does what a worker's metric flush does, on the real
-schema: one transaction with the fenced UPDATE of its job row and one INSERT of its
-epoch rows (`jobs.lease.hold`, `jobs.metric_writer.insert_statements`), every
+schema: one transaction of `jobs.metric_writer.write_rows` (the fenced UPDATE of its job
+row, then one INSERT of its epoch rows in a savepoint), every
 `--interval` seconds (the worker's `metrics_flush_seconds`), `--rows` epochs of
-`--layers` layers at a time. Jobs run in writer processes of up to 12 threads each
-(started as subprocesses of this script, with plain command-line arguments), their
-flushes spread over the interval. For each number of jobs the table gives the flushes
-offered and done per second, the flush latency (p50, p99: from the transaction's start
-to its commit), and the CPU the server and the writers used (from /proc; the server
-must run on this machine). A flush that takes longer than the interval holds the next
+`--layers` layers at a time. Jobs run in writer processes of up to 5 threads each
+(started as subprocesses of this script, with plain command-line arguments; each opens
+its connections and says it is ready before the run starts), their flushes spread over
+the interval. For each number of jobs the table gives the flushes offered and committed
+within the run per second, the flush latency (p50, p99: from the transaction's start to
+its commit), the flushes that failed, and the CPU the server and the writers used over
+the run (from /proc; the server must run on this machine, used by nothing else). A flush that takes longer than the interval holds the next
 one back, as the worker's one-flush-at-a-time buffer does, so a saturated database
 shows as flushes done falling behind those offered.
 
@@ -38,15 +39,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from job_phases import postgres_cpu  # noqa: E402
+from server_cpu import postgres_cpu  # noqa: E402
 from jobs.db import make_engine, make_sessionmaker, session_scope  # noqa: E402
 from jobs.layer_values import WIDTH  # noqa: E402
-from jobs.lease import Lease, claim, hold  # noqa: E402
-from jobs.metric_writer import EPOCH_FIELDS, RowArrays, insert_statements  # noqa: E402
+from jobs.lease import Lease, claim  # noqa: E402
+from jobs.metric_writer import EPOCH_FIELDS, RowArrays, write_rows  # noqa: E402
 from jobs.models import Job, User  # noqa: E402
-from tests.integration.services import fresh_postgres_database, migrate  # noqa: E402
 
-THREADS_PER_WRITER = 12  # under the pool's 15 connections
+# The pool's size (jobs.db.make_engine): each job keeps its connection, as a worker's does.
+THREADS_PER_WRITER = 5
 # (rows per flush, seconds between flushes, layers): what one running job sends.
 PROFILES = {
     # A network whose epochs take ~0.1 s (medium-sized data), every epoch recorded.
@@ -64,11 +65,13 @@ def batch(first_epoch: int, rows: int, layers: int, rng) -> RowArrays:
                      rng.random((rows, len(EPOCH_FIELDS))), rng.random((rows, layers, WIDTH)))
 
 
-def run_job_writes(factory, lease: Lease, args, start_at: float, out: list) -> None:
-    """One job's flushes until the run ends; appends (latency seconds) per flush to `out`."""
+def run_job_writes(factory, lease: Lease, args, out: dict) -> None:
+    """One job's flushes from `out["start"]` for `args.seconds`; appends each committed
+    flush's (commit time, latency) to `out["flushes"]`, and counts failures."""
     rng = np.random.default_rng(zlib.crc32(lease.job_id.encode()))
-    due = start_at + rng.random() * args.interval  # spread over the interval
-    epoch, end = 1, start_at + args.seconds
+    out["ready"].wait()
+    due = out["start"] + rng.random() * args.interval  # spread over the interval
+    epoch, end = 1, out["start"] + args.seconds
     while True:
         now = time.time()
         if due > now:
@@ -77,36 +80,46 @@ def run_job_writes(factory, lease: Lease, args, start_at: float, out: list) -> N
             return
         arrays = batch(epoch, args.rows, args.layers, rng)
         started = time.perf_counter()
-        with session_scope(factory) as session:
-            hold(session, lease, epoch=epoch + args.rows - 1)
-            conn = session.connection()
-            for statement in insert_statements("postgresql", lease.job_id, arrays,
-                                               skip_duplicates=False):
-                conn.exec_driver_sql(*statement)
-        out.append(time.perf_counter() - started)
+        try:
+            with session_scope(factory) as session:
+                write_rows(session, lease, arrays, epoch + args.rows - 1)
+        except Exception as exc:  # noqa: BLE001 - counted and reported, not fatal
+            out["errors"].append(f"{exc.__class__.__name__}: {exc}"[:200])
+        else:
+            out["flushes"].append((time.time(), time.perf_counter() - started))
         epoch += args.rows
         due = max(due + args.interval, time.time())  # a late flush delays the next
 
 
 def writer(args) -> None:
-    """Subprocess entry: write for the jobs given as id:lease_epoch, print the latencies."""
+    """Subprocess entry: open a connection per job, print "ready", read the start time from
+    stdin, write for the jobs given as id:lease_epoch, print the results as JSON."""
     engine = make_engine(args.url)
     factory = make_sessionmaker(engine)
-    latencies: list[float] = []
+    warm = [engine.connect() for _ in args.leases]  # the pool's connections, opened now
+    for conn in warm:
+        conn.close()
+    out = {"ready": threading.Event(), "flushes": [], "errors": []}
     threads = []
     for item in args.leases:
         job_id, epoch = item.rsplit(":", 1)
         thread = threading.Thread(target=run_job_writes, args=(
-            factory, Lease(job_id, int(epoch), "bench"), args, args.start_at, latencies))
+            factory, Lease(job_id, int(epoch), "bench"), args, out))
         thread.start()
         threads.append(thread)
-    time.sleep(max(0.0, args.start_at - time.time()))
+    print("ready", flush=True)
+    out["start"] = float(sys.stdin.readline())
+    out["ready"].set()
+    time.sleep(max(0.0, out["start"] - time.time()))
     cpu = time.process_time()
     for thread in threads:
         thread.join()
-    cpu = time.process_time() - cpu
+    cpu, elapsed = time.process_time() - cpu, time.time() - out["start"]
     engine.dispose()
-    print(json.dumps({"latencies": latencies, "cpu": cpu}))
+    end = out["start"] + args.seconds
+    print(json.dumps({"latencies": [lat for t, lat in out["flushes"] if t <= end],
+                      "late": sum(t > end for t, _ in out["flushes"]),
+                      "errors": out["errors"], "cores": cpu / elapsed}))
 
 
 def claimed_jobs(factory, n: int) -> list[Lease]:
@@ -128,26 +141,39 @@ def claimed_jobs(factory, n: int) -> list[Lease]:
 def measure(url: str, factory, n: int, profile: str, seconds: float) -> dict:
     rows, interval, layers = PROFILES[profile]
     leases = claimed_jobs(factory, n)
-    start_at = time.time() + 1.5 + 0.3 * math.ceil(n / THREADS_PER_WRITER)  # imports first
     procs = []
-    for i in range(0, n, THREADS_PER_WRITER):
-        group = [f"{lease.job_id}:{lease.epoch}" for lease in leases[i:i + THREADS_PER_WRITER]]
-        procs.append(subprocess.Popen(
-            [sys.executable, __file__, "--writer", url, "--start-at", repr(start_at),
-             "--seconds", str(seconds), "--rows", str(rows), "--interval", str(interval),
-             "--layers", str(layers), "--leases", *group], stdout=subprocess.PIPE, text=True))
-    time.sleep(max(0.0, start_at - time.time()))
-    server = postgres_cpu()
-    time.sleep(seconds)
-    server = postgres_cpu() - server
-    results = [json.loads(proc.communicate()[0]) for proc in procs]
+    try:
+        for i in range(0, n, THREADS_PER_WRITER):
+            group = [f"{lease.job_id}:{lease.epoch}" for lease in leases[i:i + THREADS_PER_WRITER]]
+            procs.append(subprocess.Popen(
+                [sys.executable, __file__, "--writer", url, "--seconds", str(seconds),
+                 "--rows", str(rows), "--interval", str(interval), "--layers", str(layers),
+                 "--leases", *group], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        for proc in procs:
+            if proc.stdout.readline().strip() != "ready":
+                raise SystemExit("a writer process failed to start")
+        start_at = time.time() + 0.2
+        for proc in procs:
+            proc.stdin.write(f"{start_at!r}\n")
+            proc.stdin.flush()
+        time.sleep(max(0.0, start_at - time.time()))
+        server = postgres_cpu()
+        time.sleep(seconds)
+        server = postgres_cpu() - server
+        results = [json.loads(proc.communicate()[0]) for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
     latencies = sorted(x for r in results for x in r["latencies"])
-    offered = n / interval if interval else float("nan")
-    done = len(latencies) / seconds
-    return {"profile": profile, "jobs": n, "offered": offered, "done": done,
-            "rows": done * rows, "p50": 1e3 * statistics.median(latencies),
-            "p99": 1e3 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
-            "server": server / seconds, "writers": sum(r["cpu"] for r in results) / seconds,
+    errors = [e for r in results for e in r["errors"]]
+    if errors:
+        print(f"{len(errors)} flushes failed, e.g. {errors[0]}", file=sys.stderr)
+    return {"profile": profile, "jobs": n, "offered": n / interval if interval else float("nan"),
+            "done": len(latencies) / seconds, "rows": len(latencies) * rows / seconds,
+            "p50": 1e3 * statistics.median(latencies),
+            "p99": 1e3 * latencies[math.ceil(0.99 * len(latencies)) - 1],
+            "errors": len(errors), "server": server / seconds,
+            "writers": sum(r["cores"] for r in results),
             "server_ms_per_flush": 1e3 * server / max(len(latencies), 1)}
 
 
@@ -157,7 +183,6 @@ def main() -> None:
     parser.add_argument("--profiles", default=",".join(PROFILES))
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--writer")  # internal: a writer subprocess's database URL
-    parser.add_argument("--start-at", type=float)
     parser.add_argument("--rows", type=int)
     parser.add_argument("--interval", type=float)
     parser.add_argument("--layers", type=int)
@@ -166,6 +191,7 @@ def main() -> None:
     if args.writer:
         args.url = args.writer
         return writer(args)
+    from tests.integration.services import fresh_postgres_database, migrate  # pytest: not in writers
     with ExitStack() as stack, tempfile.TemporaryDirectory():
         url = stack.enter_context(fresh_postgres_database())
         migrate(url)
@@ -175,15 +201,15 @@ def main() -> None:
         print(f"PostgreSQL on this machine ({os.cpu_count()} vCPUs), {args.seconds:g} s per row; "
               f"load average {os.getloadavg()[0]:.2f}")
         print("| profile (rows x layers per flush, interval) | jobs | flushes/s offered | done "
-              "| epoch rows/s | p50 ms | p99 ms | server CPU (cores) | writers' CPU | server ms per flush |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              "| epoch rows/s | p50 ms | p99 ms | failed | server CPU (cores) | writers' CPU | server ms per flush |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for profile in args.profiles.split(","):
             rows, interval, layers = PROFILES[profile]
             for n in map(int, args.jobs.split(",")):
                 r = measure(url, factory, n, profile, args.seconds)
                 offered = "as fast as committed" if not interval else f"{r['offered']:.0f}"
                 print(f"| {profile} ({rows} x {layers}, {interval:g} s) | {n} | {offered} | "
-                      f"{r['done']:.1f} | {r['rows']:,.0f} | {r['p50']:.1f} | {r['p99']:.1f} | "
+                      f"{r['done']:.1f} | {r['rows']:,.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} | "
                       f"{r['server']:.2f} | {r['writers']:.2f} | {r['server_ms_per_flush']:.2f} |",
                       flush=True)
 

@@ -2,9 +2,9 @@
 
 The worker records an epoch in microseconds but a database round trip costs
 milliseconds, so rows are buffered and flushed in one transaction when the buffer is
-old enough (well under a second, for the live view) or big enough. Inserts ignore
-conflicts on the (job, epoch) key, so a resumed run that recomputes epochs
-never writes a second copy. A flush that meets a database error keeps its rows and is
+old enough (well under a second, for the live view) or big enough. A batch that meets
+rows already stored under the (job, epoch) key is written again skipping them, so a
+resumed run that recomputes epochs never writes a second copy. A flush that meets a database error keeps its rows and is
 tried again with backoff; the heartbeat stops the worker if the outage outlasts the lease.
 """
 from __future__ import annotations
@@ -194,6 +194,39 @@ class WrittenRows:
                          _finite(np.concatenate([p.layers for p in self._parts])))
 
 
+def write_rows(session: Session, lease: Lease, arrays: RowArrays, epoch: int) -> None:
+    """The job's progress under its lease, then the rows (`record_arrays`), in the caller's
+    transaction: plain inserts first; only a batch that meets stored rows pays for skipping
+    them (written again, after its savepoint is rolled back, so the transaction goes on).
+
+    Rows of these epochs are already stored after a resume (the metrics of the epochs
+    after the checkpoint) or after a flush whose commit landed but whose answer was
+    lost; the engine recomputes them bit for bit, so keeping the stored copy is right.
+    """
+    # The fenced UPDATE comes first: it locks the job row, so no other worker can take
+    # the lease between the check and the inserts.
+    hold(session, lease, epoch=epoch)
+    if not len(arrays):
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        return _insert(session, lease.job_id, arrays, skip_duplicates=True)  # SQLite: always
+    try:
+        with session.begin_nested():
+            _insert(session, lease.job_id, arrays, skip_duplicates=False)
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+            raise
+        _insert(session, lease.job_id, arrays, skip_duplicates=True)
+
+
+def _insert(session: Session, job_id: str, arrays: RowArrays, *, skip_duplicates: bool) -> None:
+    # The connection is asked for here: a savepoint is only emitted when it is.
+    conn = session.connection()
+    for statement in insert_statements(conn.dialect.name, job_id, arrays,
+                                       skip_duplicates=skip_duplicates):
+        conn.exec_driver_sql(*statement)
+
+
 def _finite(values: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(values), values, np.nan)
 
@@ -308,10 +341,10 @@ class MetricBuffer:
         self._backoff.succeeded()
 
     def _write(self, records: list[EpochRecord], epoch: int) -> None:
-        """One transaction of `_write_rows`."""
+        """One transaction of `write_rows`."""
         arrays = record_arrays(records)
         with session_scope(self._factory) as session:
-            self._write_rows(session, arrays, epoch)
+            write_rows(session, self._lease, arrays, epoch)
         if self.written is not None:
             self.written.add(arrays)
 
@@ -325,42 +358,13 @@ class MetricBuffer:
         """
         self.settle()
         self._pending = record_arrays(self._records)
-        self._write_rows(session, self._pending, progress_epoch)
+        write_rows(session, self._lease, self._pending, progress_epoch)
 
     def pending_committed(self) -> None:
         """The caller's transaction of `write_pending` committed: the rows are stored."""
         if self.written is not None and self._pending is not None:
             self.written.add(self._pending)
         self._records, self._pending = [], None
-
-    def _write_rows(self, session: Session, arrays: RowArrays, epoch: int) -> None:
-        """The fenced progress update, then the rows: plain inserts first; only a batch
-        that meets stored rows pays for skipping them (written again, after its
-        savepoint is rolled back, so the caller's transaction goes on).
-
-        Rows of these epochs are already stored after a resume (the metrics of the epochs
-        after the checkpoint) or after a flush whose commit landed but whose answer was
-        lost; the engine recomputes them bit for bit, so keeping the stored copy is right.
-        """
-        # The fenced UPDATE comes first: it locks the job row, so no other worker can
-        # take the lease between the check and the inserts.
-        hold(session, self._lease, epoch=epoch)
-        if session.get_bind().dialect.name != "postgresql":
-            return self._insert(session, arrays, skip_duplicates=True)  # SQLite: always
-        try:
-            with session.begin_nested():
-                self._insert(session, arrays, skip_duplicates=False)
-        except IntegrityError as exc:
-            if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
-                raise
-            self._insert(session, arrays, skip_duplicates=True)
-
-    def _insert(self, session: Session, arrays: RowArrays, *, skip_duplicates: bool) -> None:
-        # The connection is asked for here: a savepoint is only emitted when it is.
-        conn = session.connection()
-        for statement in insert_statements(conn.dialect.name, self._lease.job_id, arrays,
-                                           skip_duplicates=skip_duplicates):
-            conn.exec_driver_sql(*statement)
 
 
 class _BackgroundFlush(threading.Thread):

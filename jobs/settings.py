@@ -42,10 +42,10 @@ class Settings(BaseSettings):
 
     # Worker behaviour.
     metrics_flush_seconds: float = 0.5
-    # Most jobs flush by time; this bounds the fastest (XOR: 10,000+ epochs/s), and the
-    # memory and statement size of a flush (5000 records of 32 layers: about 11 MiB). At
-    # 500 such a job flushed every 30-50 ms, each flush competing with training
-    # (bench/job_phases.py).
+    # Most jobs flush by time; this bounds the fastest (XOR: 10,000+ epochs/s), and a
+    # flush's memory and statement size (5000 records of 32 layers hold about 11 MiB, and
+    # their rows as arrays about 9 MiB). At 500 such a job flushed every 30-50 ms, each
+    # flush competing with training (bench/job_phases.py).
     metrics_flush_rows: int = 5000
     checkpoint_interval_s: float = 30.0
     lease_ttl_s: float = 60.0
