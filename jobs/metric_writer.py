@@ -4,8 +4,9 @@ The worker records an epoch in microseconds but a database round trip costs
 milliseconds, so rows are buffered and flushed in one transaction when the buffer is
 old enough (well under a second, for the live view) or big enough. A batch that meets
 rows already stored under the (job, epoch) key is written again skipping them, so a
-resumed run that recomputes epochs never writes a second copy. A flush that meets a database error keeps its rows and is
-tried again with backoff; the heartbeat stops the worker if the outage outlasts the lease.
+resumed run that recomputes epochs never writes a second copy. A flush that meets a
+database error keeps its rows and is tried again with backoff; the heartbeat stops the
+worker if the outage outlasts the lease.
 """
 from __future__ import annotations
 
