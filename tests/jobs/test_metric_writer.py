@@ -7,8 +7,10 @@ import time
 import numpy as np
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 import mlp
+from jobs import metric_writer
 from jobs.db import make_engine, make_sessionmaker, session_scope
 from jobs.lease import claim, finish
 from jobs.layer_values import unpack
@@ -204,6 +206,26 @@ def test_the_finishing_write_keeps_stored_rows_and_the_rest_of_its_transaction(
     assert _stored(postgres_factory, job_id) == (record_tuples(job_id, stored + resumed[2:]), 5)
     with session_scope(postgres_factory) as session:
         assert session.get(Job, job_id).status == "succeeded"
+
+
+def test_another_integrity_error_is_raised_and_the_rows_stay_buffered(postgres_factory,
+                                                                     monkeypatch):
+    """Only a duplicate key is answered by skipping stored rows: any other constraint
+    failure (here a NULL epoch) fails the flush, stores nothing and keeps the rows."""
+    job_id = bare_job(postgres_factory, "bad-rows")
+    with session_scope(postgres_factory) as session:
+        lease = claim(session, job_id, "w1", ttl_s=60, max_attempts=3)
+    buffer = MetricBuffer(postgres_factory, lease, flush_seconds=60, flush_rows=100)
+    for epoch in (1, 2):
+        buffer.add(record(epoch))
+    bad = ("INSERT INTO epoch_metrics (job_id, epoch) VALUES (%s, NULL)", (job_id,))
+    # The skipping retry would write nothing: taking it would hide the failure.
+    monkeypatch.setattr(metric_writer, "insert_statements",
+                        lambda *args, skip_duplicates: [] if skip_duplicates else [bad])
+    with pytest.raises(IntegrityError) as failure:
+        buffer.flush(2)
+    assert failure.value.orig.sqlstate == "23502"  # not_null_violation
+    assert buffer.pending == 2 and _stored(postgres_factory, job_id) == ([], 0)
 
 
 def test_written_rows_are_kept_once_after_a_failed_finish_and_forgotten_past_their_bound(
