@@ -27,7 +27,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import zlib
@@ -170,8 +169,8 @@ def measure(url: str, factory, n: int, profile: str, seconds: float) -> dict:
         print(f"{len(errors)} flushes failed, e.g. {errors[0]}", file=sys.stderr)
     return {"profile": profile, "jobs": n, "offered": n / interval if interval else float("nan"),
             "done": len(latencies) / seconds, "rows": len(latencies) * rows / seconds,
-            "p50": 1e3 * statistics.median(latencies),
-            "p99": 1e3 * latencies[math.ceil(0.99 * len(latencies)) - 1],
+            "p50": 1e3 * statistics.median(latencies) if latencies else math.nan,
+            "p99": 1e3 * latencies[math.ceil(0.99 * len(latencies)) - 1] if latencies else math.nan,
             "errors": len(errors), "server": server / seconds,
             "writers": sum(r["cores"] for r in results),
             "server_ms_per_flush": 1e3 * server / max(len(latencies), 1)}
@@ -192,7 +191,7 @@ def main() -> None:
         args.url = args.writer
         return writer(args)
     from tests.integration.services import fresh_postgres_database, migrate  # pytest: not in writers
-    with ExitStack() as stack, tempfile.TemporaryDirectory():
+    with ExitStack() as stack:
         url = stack.enter_context(fresh_postgres_database())
         migrate(url)
         engine = make_engine(url)
