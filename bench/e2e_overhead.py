@@ -41,6 +41,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 from sqlalchemy import select, text  # noqa: E402
@@ -48,6 +49,7 @@ from sqlalchemy import select, text  # noqa: E402
 import mlp  # noqa: E402
 from gradtrace.client import Client  # noqa: E402
 from jobs.clock import aware  # noqa: E402
+from proc_cpu import process_cpu  # noqa: E402
 from jobs.db import make_engine, make_sessionmaker, session_scope  # noqa: E402
 from jobs.models import Job  # noqa: E402
 from jobs.settings import Settings  # noqa: E402
@@ -151,12 +153,6 @@ def wait_final(factory, job_id: str, poll_s: float, timeout: float = 600) -> tup
             conn.rollback()  # a fresh snapshot next time, whatever the isolation level
             time.sleep(poll_s)
     raise TimeoutError(f"job {job_id} not finished after {timeout} s")
-
-
-def process_cpu(pid: int) -> float:
-    """utime + stime of process `pid`, all its threads, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_service(svc: Service, spec: dict, dataset_id: str) -> dict[str, float]:

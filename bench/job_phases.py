@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from e2e_overhead import xor_spec  # noqa: E402  (sets the worker's BLAS threads first)
-from server_cpu import postgres_cpu  # noqa: E402
+from proc_cpu import postgres_cpu  # noqa: E402
 
 import mlp  # noqa: E402
 from jobs import metric_writer, training  # noqa: E402

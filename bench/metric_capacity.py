@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from server_cpu import postgres_cpu  # noqa: E402
+from proc_cpu import postgres_cpu  # noqa: E402
 from jobs.db import make_engine, make_sessionmaker, session_scope  # noqa: E402
 from jobs.layer_values import WIDTH  # noqa: E402
 from jobs.lease import Lease, claim  # noqa: E402
