@@ -13,16 +13,19 @@ from jobs.pg_arrays import register as register_arrays
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def make_engine(url: str, *, null_pool: bool = False) -> Engine:
+def make_engine(url: str, *, null_pool: bool = False, pool_size: int | None = None) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and foreign keys, PostgreSQL the
     binary array dumpers.
 
     `null_pool` is for forked Celery children, which must not share pooled connections
-    with their parent.
+    with their parent. `pool_size` is how many connections the pool keeps open (5 by
+    default); ones opened beyond it are closed when returned.
     """
     kwargs: dict = {"pool_pre_ping": True}
     if null_pool:
         kwargs["poolclass"] = NullPool
+    elif pool_size is not None:
+        kwargs["pool_size"] = pool_size
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     engine = create_engine(url, **kwargs)

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     max_runtime_s: float = 24 * 3600.0
     blas_threads: int = 1
 
+    # API: database connections each process keeps open, one per gunicorn thread
+    # (service/gunicorn_conf.py: threads = 8) and two spare for a request that holds a
+    # second one (its session and a version check). With SQLAlchemy's default of 5, the
+    # threads of a busy process opened and closed a PostgreSQL connection per request.
+    api_db_pool_size: int = Field(10, ge=1)
+
     # Request and resource limits (each is refused with an error naming it).
     max_request_bytes: int = 32 * 1024 * 1024
     max_dataset_cells: int = 20_000_000

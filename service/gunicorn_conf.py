@@ -16,7 +16,8 @@ bind = f"0.0.0.0:{int(os.environ.get('PORT', '8000'))}"
 # Four processes rather than 2 x 16 threads: a request spends much of its time waiting on
 # PostgreSQL and Redis, and fewer threads per GIL cut the queueing behind it; on a 2-core
 # host under 50 polling clients this gave ~1.4x the throughput and a lower p99
-# (bench/api_load.py). Each process holds at most `threads` database connections.
+# (bench/api_load.py). Each process keeps GRADTRACE_API_DB_POOL_SIZE (10) database
+# connections open: raise it with `threads`.
 worker_class = "gthread"
 workers = 4
 threads = 8

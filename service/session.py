@@ -9,7 +9,8 @@ from jobs.db import make_engine, make_sessionmaker
 
 
 def init_db(app: Flask) -> None:
-    engine = make_engine(app.config["GRADTRACE"].database_url)
+    settings = app.config["GRADTRACE"]
+    engine = make_engine(settings.database_url, pool_size=settings.api_db_pool_size)
     app.extensions["gradtrace_engine"] = engine
     app.extensions["gradtrace_sessions"] = make_sessionmaker(engine)
     # For single-statement reads (the poll cache's version check): no transaction, so no
