@@ -54,10 +54,11 @@ class Settings(BaseSettings):
     max_runtime_s: float = 24 * 3600.0
     blas_threads: int = 1
 
-    # API: database connections each process keeps open, one per gunicorn thread
-    # (service/gunicorn_conf.py: threads = 8) and two spare for a request that holds a
-    # second one (its session and a version check). With SQLAlchemy's default of 5, the
-    # threads of a busy process opened and closed a PostgreSQL connection per request.
+    # API: database connections each process keeps open: one per thread and two spare for
+    # a request that holds a second one (its session and a version check). Under gunicorn,
+    # service/gunicorn_conf.py sets it to the process's threads + 2; this default is for
+    # other servers. With SQLAlchemy's default of 5, the threads of a busy process opened
+    # and closed a PostgreSQL connection per request.
     api_db_pool_size: int = Field(10, ge=1)
 
     # Request and resource limits (each is refused with an error naming it).

@@ -12,15 +12,25 @@ import os
 bind = f"0.0.0.0:{int(os.environ.get('PORT', '8000'))}"
 
 # Threaded workers: a server-sent-event stream holds one thread for as long as the client
-# listens, so each process keeps many threads. 4 x 8 = 32 concurrent requests/streams.
-# Four processes rather than 2 x 16 threads: a request spends much of its time waiting on
-# PostgreSQL and Redis, and fewer threads per GIL cut the queueing behind it; on a 2-core
-# host under 50 polling clients this gave ~1.4x the throughput and a lower p99
-# (bench/api_load.py). Each process keeps GRADTRACE_API_DB_POOL_SIZE (10) database
-# connections open: raise it with `threads`.
+# listens, so the API keeps 32 threads for concurrent requests and streams in all, split
+# over one process per core it may run on, 2 to 4 (2 x 16, 3 x 10, 4 x 8). A cached poll
+# is short work for the interpreter, and a process's threads take turns on its one lock,
+# so a process per core serves more than more processes: on a 2-core host, with a job
+# training beside it, 2 x 16 served 844-935 requests/s to 50 clients against 636-659
+# for 4 x 8, with a lower p99 (bench/api_load.py, docs/service-performance.md).
+_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
 worker_class = "gthread"
-workers = 4
-threads = 8
+workers = min(4, max(2, _CPUS))
+threads = 32 // workers
+
+
+def post_fork(server, worker):
+    """Size each process's database pool to its threads (and two spare for a request that
+    holds a second connection), unless GRADTRACE_API_DB_POOL_SIZE is set. Runs in the
+    new process before it loads the app, with the final settings (GUNICORN_CMD_ARGS
+    included)."""
+    os.environ.setdefault("GRADTRACE_API_DB_POOL_SIZE", str(worker.cfg.threads + 2))
+
 
 # `timeout` is the worker heartbeat; a gthread worker's main loop keeps beating while its
 # threads hold open streams, so long SSE connections are not killed by it.

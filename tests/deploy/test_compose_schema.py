@@ -492,6 +492,7 @@ def test_gunicorn_conf_settings():
     assert conf["bind"] == "0.0.0.0:8000"
     assert _gunicorn_conf("9123")["bind"] == "0.0.0.0:9123"
     assert conf["worker_class"] == "gthread" and conf["threads"] >= 8 and conf["workers"] >= 2
+    assert conf["workers"] * conf["threads"] == 32  # request and stream slots, on any host
     assert conf["graceful_timeout"] < 30  # inside the api stop_grace_period
     assert "forwarded_allow_ips" not in conf
     # gunicorn silently ignores unknown names in a config file: make sure each one is real.
@@ -504,6 +505,22 @@ def test_gunicorn_conf_settings():
     assert "%({" not in cfg.access_log_format  # no request/response headers at all
     # No query string either (a token pasted into a URL): path only (issue 6).
     assert "%(r)s" not in cfg.access_log_format and "%(q)s" not in cfg.access_log_format
+
+
+def test_each_api_process_pools_a_connection_per_thread(monkeypatch):
+    from types import SimpleNamespace
+
+    from jobs.settings import Settings
+
+    post_fork = _gunicorn_conf(None)["post_fork"]
+    # setenv first, so that monkeypatch removes what post_fork sets after the test.
+    monkeypatch.setenv("GRADTRACE_API_DB_POOL_SIZE", "1")
+    monkeypatch.delenv("GRADTRACE_API_DB_POOL_SIZE")
+    post_fork(None, SimpleNamespace(cfg=SimpleNamespace(threads=16)))
+    assert Settings.from_env().api_db_pool_size == 18
+    monkeypatch.setenv("GRADTRACE_API_DB_POOL_SIZE", "40")  # an operator's choice wins
+    post_fork(None, SimpleNamespace(cfg=SimpleNamespace(threads=16)))
+    assert Settings.from_env().api_db_pool_size == 40
 
 
 def test_api_stop_grace_period_covers_gunicorn_graceful_timeout(services):
