@@ -15,6 +15,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,8 +29,10 @@ from jobs.diagnosis import _cache, diagnose
 from jobs.introspection import MAX_GRADCHECK_PARAMETERS
 from jobs.job_views import job_to_dict
 from jobs.metric_reader import read_metrics
-from jobs.metric_writer import epoch_rows
 from jobs.models import Base, EpochMetric, Job, User
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ is not installed
+from tests.factories import epoch_rows  # noqa: E402
 
 SPEC = {"network": {"layers": [{"units": 16, "activation": "tanh"},
                                {"units": 16, "activation": "relu"},

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -28,9 +29,12 @@ from werkzeug.serving import make_server
 from gradtrace.client import Client, EpochEvent
 from jobs.auth import get_or_create_user, issue_token
 from jobs.db import make_engine, make_sessionmaker, session_scope
-from jobs.metric_writer import EpochMetric, epoch_rows, insert_ignoring_duplicates
+from jobs.metric_writer import EpochMetric, insert_ignoring_duplicates
 from jobs.models import Base, Job
 from jobs.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ is not installed
+from tests.factories import epoch_rows  # noqa: E402
 
 SPEC = {"network": {"layers": [{"units": 32, "activation": "tanh"},
                                {"units": 32, "activation": "tanh"},

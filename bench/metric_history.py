@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,10 +27,13 @@ from jobs.auth import get_or_create_user, issue_token
 from jobs.db import make_engine, make_sessionmaker, session_scope
 from jobs.metric_archive import ensure_archive, metrics_json
 from jobs.metric_reader import read_rows
-from jobs.metric_writer import EpochMetric, epoch_rows, insert_ignoring_duplicates
+from jobs.metric_writer import EpochMetric, insert_ignoring_duplicates
 from jobs.models import Base, Job
 from jobs.settings import Settings
 from service.app import create_app
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ is not installed
+from tests.factories import epoch_rows  # noqa: E402
 
 TARGET_S = 0.300
 LAYERS = 10

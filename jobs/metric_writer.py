@@ -45,16 +45,6 @@ def finite_or_none(value: float | None) -> float | None:
     return float(value)
 
 
-def epoch_rows(job_id: str, record: dict) -> dict:
-    """An EpochRecord.to_dict() as its epoch row (a dict of EpochMetric's columns)."""
-    row = {"job_id": job_id, "epoch": record["epoch"]}
-    row.update({f: finite_or_none(record.get(f)) for f in EPOCH_FIELDS})
-    table = [[np.nan if layer.get(f) is None else layer[f] for f in LAYER_FIELDS]
-             for layer in sorted(record["layers"], key=lambda layer: layer["layer"])]
-    row["layers"] = pack(np.array(table, dtype=np.float64).reshape(1, -1, len(LAYER_FIELDS)))[0]
-    return row
-
-
 def insert_ignoring_duplicates(session: Session, model, rows: list[dict]) -> None:
     if not rows:
         return

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
+
 from jobs.auth import get_or_create_user, issue_token
 from jobs.db import session_scope
+from jobs.layer_values import pack
 from jobs.lease import claim
-from jobs.metric_writer import MetricBuffer, epoch_rows
+from jobs.metric_writer import EPOCH_FIELDS, MetricBuffer, finite_or_none
+from mlp.records import LAYER_FIELDS
 
 XOR_SPEC = {
     "network": {"layers": [{"units": 4, "activation": "tanh"},
@@ -58,6 +62,18 @@ def claimed_metric_buffer(factory, job_id: str) -> MetricBuffer:
     with session_scope(factory) as session:
         lease = claim(session, job_id, "w1", ttl_s=60, max_attempts=3)
     return MetricBuffer(factory, lease, flush_seconds=60, flush_rows=100)
+
+
+def epoch_rows(job_id: str, record: dict) -> dict:
+    """An EpochRecord.to_dict() as its epoch row (a dict of EpochMetric's columns), built
+    one value at a time: the reference the worker's array path
+    (jobs/metric_writer.record_arrays) is checked against, and rows for tests and benches."""
+    row = {"job_id": job_id, "epoch": record["epoch"]}
+    row.update({f: finite_or_none(record.get(f)) for f in EPOCH_FIELDS})
+    table = [[np.nan if layer.get(f) is None else layer[f] for f in LAYER_FIELDS]
+             for layer in sorted(record["layers"], key=lambda layer: layer["layer"])]
+    row["layers"] = pack(np.array(table, dtype=np.float64).reshape(1, -1, len(LAYER_FIELDS)))[0]
+    return row
 
 
 def metric_row(job_id: str, epoch: int, layers: list[dict], **values) -> dict:

@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session
 import mlp
 from jobs.artifacts import MODEL, load_artifact
 from jobs.datasets import load_arrays
-from jobs.metric_writer import EPOCH_FIELDS, epoch_rows
+from jobs.metric_writer import EPOCH_FIELDS
 from jobs.models import Dataset, EpochMetric, Job
 from jobs.storage import BlobStore
+from tests.factories import epoch_rows
 
 COMPARED_EPOCH_FIELDS = tuple(f for f in EPOCH_FIELDS if f != "seconds")
 

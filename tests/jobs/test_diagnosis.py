@@ -15,8 +15,9 @@ from jobs.dataset_parsing import parse_builtin, parse_json
 from jobs.diagnosis import diagnose
 from jobs.auth import get_or_create_user
 from jobs.gradcheck_store import read_gradchecks
-from jobs.metric_writer import epoch_rows, insert_ignoring_duplicates
+from jobs.metric_writer import insert_ignoring_duplicates
 from jobs.models import EpochMetric, Job
+from tests.factories import epoch_rows
 
 
 def layer(units: int, activation: str) -> dict:

@@ -15,9 +15,10 @@ from jobs.db import make_engine, make_sessionmaker, session_scope
 from jobs.lease import claim, finish
 from jobs.layer_values import unpack
 from jobs.metric_writer import (EPOCH_COLUMNS, EPOCH_FIELDS, LAYER_FIELDS, MetricBuffer,
-                                WrittenRows, epoch_rows, record_arrays, record_from_dict,
+                                WrittenRows, record_arrays, record_from_dict,
                                 record_tuples)
 from jobs.models import Base, EpochMetric, Job
+from tests.factories import epoch_rows
 from tests.integration.services import fresh_postgres_database
 from tests.jobs.training_fixtures import bare_job
 
