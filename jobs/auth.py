@@ -112,26 +112,41 @@ def authenticate_cached(session_of, digest: str) -> Caller:
     entry = _valid.get(digest)
     if entry is None or time.monotonic() - entry.checked >= TOKEN_CACHE_S:
         entry = _look_up_once(session_of, digest)
-    elif _expired(entry.expires_at):
+    # Also after a look-up: another thread's answer may be older than the token's expiry.
+    if _expired(entry.expires_at):
         forget_token(digest)
         raise Unauthorized("token has expired")
     return entry.caller
 
 
 def _look_up_once(session_of, digest: str) -> _Entry:
-    """Ask the database for ``digest``, unless another thread did while this one waited."""
-    with _LOOKUP_LOCKS[hash(digest) % len(_LOOKUP_LOCKS)]:
+    """Ask the database for ``digest``, unless another thread did while this one waited.
+
+    An answer is taken if it is under TOKEN_CACHE_S old, or if its look-up began after
+    this request arrived (as fresh as this request's own would be; so a slow database
+    costs one look-up after another at most twice, not once per waiting thread). Past
+    TOKEN_CACHE_S of waiting, the look-up runs unlocked: during an outage, requests must
+    fail side by side, not one pool time-out after another.
+    """
+    arrived = time.monotonic()
+    lock = _LOOKUP_LOCKS[hash(digest) % len(_LOOKUP_LOCKS)]
+    locked = lock.acquire(timeout=TOKEN_CACHE_S)
+    try:
         entry = _valid.get(digest)
-        now = time.monotonic()
-        if entry is not None and now - entry.checked < TOKEN_CACHE_S:
+        if entry is not None and (entry.checked >= arrived
+                                  or time.monotonic() - entry.checked < TOKEN_CACHE_S):
             return entry
+        now = time.monotonic()
         user, row = _lookup(session_of(), digest)
         entry = _Entry(Caller(user.id, user.name, bool(user.is_admin)), row.expires_at, now)
         with _valid_lock:
             if len(_valid) >= TOKEN_CACHE_SIZE:
                 _valid.clear()  # rare (10,000 live tokens in one second); re-read from the db
             _valid[digest] = entry
-    return entry
+        return entry
+    finally:
+        if locked:
+            lock.release()
 
 
 def forget_token(digest: str) -> None:

@@ -12,23 +12,25 @@ import os
 bind = f"0.0.0.0:{int(os.environ.get('PORT', '8000'))}"
 
 # Threaded workers: a server-sent-event stream holds one thread for as long as the client
-# listens, so the API keeps 32 threads for concurrent requests and streams in all, split
-# over one process per core it may run on, 2 to 4 (2 x 16, 3 x 10, 4 x 8). A cached poll
-# is short work for the interpreter, and a process's threads take turns on its one lock,
-# so a process per core serves more than more processes: on a 2-core host, with a job
-# training beside it, 2 x 16 served 844-935 requests/s to 50 clients against 636-659
-# for 4 x 8, with a lower p99 (bench/api_load.py, docs/service-performance.md).
+# listens, so the API keeps at least 32 threads for concurrent requests and streams in
+# all, split over one process per core it may run on, 2 to 4 (2 x 16, 3 x 11, 4 x 8). A
+# cached poll is short work for the interpreter, and a process's threads take turns on
+# its one lock, so a process per core serves more than more processes: on a 2-core host,
+# with a job training beside it, 2 x 16 served 844-935 requests/s to 50 clients against
+# 636-659 for 4 x 8, with a lower p99 (bench/api_load.py, docs/service-performance.md).
+# The cores are those of the CPU affinity mask: a container limited by a CPU quota
+# (compose `cpus:`) rather than a cpuset sees the host's, so set --workers there.
 _CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
 worker_class = "gthread"
 workers = min(4, max(2, _CPUS))
-threads = 32 // workers
+threads = -(-32 // workers)  # rounded up
 
 
 def post_fork(server, worker):
     """Size each process's database pool to its threads (and two spare for a request that
     holds a second connection), unless GRADTRACE_API_DB_POOL_SIZE is set. Runs in the
     new process before it loads the app, with the final settings (GUNICORN_CMD_ARGS
-    included)."""
+    included); with --preload the app is built before this runs, with the default pool."""
     os.environ.setdefault("GRADTRACE_API_DB_POOL_SIZE", str(worker.cfg.threads + 2))
 
 

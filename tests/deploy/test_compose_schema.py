@@ -492,7 +492,6 @@ def test_gunicorn_conf_settings():
     assert conf["bind"] == "0.0.0.0:8000"
     assert _gunicorn_conf("9123")["bind"] == "0.0.0.0:9123"
     assert conf["worker_class"] == "gthread" and conf["threads"] >= 8 and conf["workers"] >= 2
-    assert conf["workers"] * conf["threads"] == 32  # request and stream slots, on any host
     assert conf["graceful_timeout"] < 30  # inside the api stop_grace_period
     assert "forwarded_allow_ips" not in conf
     # gunicorn silently ignores unknown names in a config file: make sure each one is real.
@@ -505,6 +504,14 @@ def test_gunicorn_conf_settings():
     assert "%({" not in cfg.access_log_format  # no request/response headers at all
     # No query string either (a token pasted into a URL): path only (issue 6).
     assert "%(r)s" not in cfg.access_log_format and "%(q)s" not in cfg.access_log_format
+
+
+@pytest.mark.parametrize("cpus, workers", [(1, 2), (2, 2), (3, 3), (4, 4), (8, 4)])
+def test_the_api_runs_a_process_per_core_over_at_least_32_threads(monkeypatch, cpus, workers):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cpus)), raising=False)
+    conf = _gunicorn_conf(None)
+    assert conf["workers"] == workers
+    assert 32 <= conf["workers"] * conf["threads"] < 32 + conf["workers"]
 
 
 def test_each_api_process_pools_a_connection_per_thread(monkeypatch):
