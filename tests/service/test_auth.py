@@ -84,6 +84,28 @@ def test_expiry_is_immediate_even_for_a_cached_token(client, session_factory, se
     assert resp.status_code == 401 and "expired" in resp.get_json()["error"]["message"]
 
 
+def test_a_revocation_through_the_api_outlasts_a_look_up_made_before_its_commit(
+        client, auth, session_factory, monkeypatch):
+    # Another thread of the process looks the token up after revoke_token forgets it but
+    # before the revocation commits: it sees the token valid and caches it.
+    import service.routes.admin as admin_routes
+
+    monkeypatch.setattr(jobs.auth, "TOKEN_CACHE_S", 60.0)
+    admin, bob = auth("root", admin=True), auth("bob")
+
+    def revoke_then_a_look_up(session, token_id):
+        row = revoke_token(session, token_id)
+        with session_scope(session_factory) as other:  # the other thread's session
+            jobs.auth.authenticate_cached(lambda: other, row.token_hash)
+        return row
+
+    monkeypatch.setattr(admin_routes, "revoke_token", revoke_then_a_look_up)
+    with session_scope(session_factory) as session:
+        bob_token = session.scalars(select(Token).join(User).where(User.name == "bob")).one()
+    assert client.post(f"/v1/admin/tokens/{bob_token.id}/revoke", headers=admin).status_code == 200
+    assert client.get("/v1/jobs", headers=bob).status_code == 401
+
+
 def test_a_revocation_through_the_api_is_immediate(client, auth, session_factory, monkeypatch):
     monkeypatch.setattr(jobs.auth, "TOKEN_CACHE_S", 60.0)
     admin, bob = auth("root", admin=True), auth("bob")
