@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from jobs.clock import aware
@@ -73,7 +73,11 @@ def revoke_token(session: Session, token_id: str) -> Token:
     if row is None:
         raise NotFound(f"token {token_id} does not exist")
     row.revoked_at = row.revoked_at or utcnow()
-    forget_token(row.token_hash)
+    digest = row.token_hash
+    forget_token(digest)
+    # Again once the caller commits: another thread of this process that looks the token
+    # up in between still sees it valid, and would cache it so.
+    event.listen(session, "after_commit", lambda _session: forget_token(digest), once=True)
     return row
 
 

@@ -12,8 +12,8 @@ from flask import current_app, g
 from flask_openapi3 import APIBlueprint, Tag
 
 from jobs.admin import admin_job_view, list_all_jobs
-from jobs.auth import (forget_token, get_or_create_user, issue_token, list_tokens, list_users,
-                       revoke_token, token_to_dict, user_to_dict)
+from jobs.auth import (get_or_create_user, issue_token, list_tokens, list_users, revoke_token,
+                       token_to_dict, user_to_dict)
 from jobs.errors import Conflict
 from jobs.models import Token
 from service.errors import ApiError
@@ -67,9 +67,6 @@ def admin_revoke_token(path: IdPath):
                        "out: use another admin token or `gradtrace-admin revoke-token`")
     row = revoke_token(session, path.id)
     session.commit()
-    # Again after the commit: a look-up by another thread of this process between
-    # revoke_token's forget and the commit saw the token valid and may have cached it.
-    forget_token(row.token_hash)
     return token_to_dict(row)
 
 
